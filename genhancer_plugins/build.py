@@ -1,0 +1,136 @@
+"""From a validated recipe to live components, and to an offline plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .components import OfflineUnknown, Params
+from .manager import ComponentNotFound, PluginManager, RegisteredComponent
+from .recipe import ComponentRef, LoadedRecipe
+
+SECTIONS = {"encoder": "encoder", "conditioner": "conditioner", "tokenizer": "tokenizer", "denoiser": "denoiser", "data": "dataset"}
+
+
+@dataclass
+class ResolvedComponent:
+    section: str  #: recipe section (``data`` for the dataset)
+    kind: str
+    ref: ComponentRef
+    registered: RegisteredComponent
+    params: Params
+
+    @property
+    def preset(self) -> str | None:
+        return self.ref.preset or self.registered.spec.default_preset
+
+    def build(self, **context: Any) -> Any:
+        return self.registered.spec.factory(self.params, **context)
+
+
+def resolve_components(loaded: LoadedRecipe, manager: PluginManager) -> dict[str, ResolvedComponent]:
+    """Look up every component the recipe names and validate its parameters."""
+    from .recipe import resolve_params
+
+    resolved = {}
+    for section, kind in SECTIONS.items():
+        ref: ComponentRef = getattr(loaded.recipe, section)
+        try:
+            registered = manager.get(kind, ref.name)
+        except ComponentNotFound as exc:
+            raise loaded.error(f"{section}.name", str(exc)) from None
+        params = resolve_params(loaded, section, ref, registered.spec)
+        resolved[section] = ResolvedComponent(section, kind, ref, registered, params)
+    return resolved
+
+
+def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -> dict[str, Any]:
+    """Encoder, tokenizer, denoiser and conditioner, wired by their specs."""
+    encoder = components["encoder"].build(meta=meta)
+    tokenizer = components["tokenizer"].build(meta=meta)
+    target = tokenizer.target_spec(encoder.spec.image_size)
+    denoiser = components["denoiser"].build(target=target, meta=meta)
+    conditioner = components["conditioner"].build(encoder=encoder.spec, condition=denoiser.condition_spec, meta=meta)
+    return {"encoder": encoder, "tokenizer": tokenizer, "denoiser": denoiser, "conditioner": conditioner, "target": target}
+
+
+def lora_parameter_count(encoder: Any, rank: int) -> int:
+    """Parameters LoRA adds: rank * (in + out) per adapted linear layer."""
+    total = 0
+    for name in encoder.lora_target_modules():
+        layer = encoder.get_submodule(name)
+        total += rank * (layer.in_features + layer.out_features)
+    return total
+
+
+def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | None) -> dict[str, Any]:
+    """The resolved plan that ``genhancer validate`` prints: nothing trains or downloads."""
+    from .interfaces import count_parameters
+
+    recipe = loaded.recipe
+    components = resolve_components(loaded, manager)
+    plan: dict[str, Any] = {
+        "recipe": str(loaded.files[0]),
+        "extends": [str(p) for p in loaded.files[1:]],
+        "name": recipe.name,
+        "output_dir": output_dir or recipe.output_dir,
+        "components": {},
+    }
+    for section, comp in components.items():
+        plan["components"][section] = {
+            "kind": comp.kind,
+            "name": comp.ref.name,
+            "preset": comp.preset,
+            "provided_by": f"{comp.registered.source.distribution} {comp.registered.source.version}",
+            "params": comp.params.model_dump(mode="json"),
+        }
+    try:
+        models = build_models(components, meta=True)
+    except OfflineUnknown as exc:
+        plan["parameters"] = f"unknown offline: {exc}"
+        models = None
+    stages: dict[str, Any] = {}
+    if models is not None:
+        encoder, denoiser, conditioner = models["encoder"], models["denoiser"], models["conditioner"]
+        head = count_parameters(denoiser) + count_parameters(conditioner)
+        sizes = {
+            "encoder": count_parameters(encoder),
+            "encoder_vision": sum(p.numel() for p in encoder.vision_parameters()),
+            "tokenizer": count_parameters(models["tokenizer"]),
+            "denoiser": count_parameters(denoiser),
+            "projector": count_parameters(conditioner),
+        }
+        plan["parameters"] = sizes
+        plan["image_size"] = encoder.spec.image_size
+        plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
+        if recipe.stage1.enabled:
+            stages["stage1"] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
+        if recipe.stage2.enabled:
+            s2 = recipe.stage2
+            if s2.encoder_tuning == "lora":
+                enc = lora_parameter_count(encoder, s2.lora.rank)
+                what = f"encoder LoRA r{s2.lora.rank}/alpha {s2.lora.alpha:g} on {len(encoder.lora_target_modules())} linear layers"
+            else:
+                enc = sizes["encoder_vision"]
+                what = "encoder vision tower (full fine-tuning)"
+            trainable = enc + (head if s2.mode == "all" else 0)
+            what += " + projector + denoiser" if s2.mode == "all" else " (denoiser and projector frozen)"
+            stages["stage2"] = {"trainable": trainable, "what": what}
+    for name in ("stage1", "stage2"):
+        settings = getattr(recipe, name)
+        if settings.enabled:
+            entry = stages.setdefault(name, {})
+            entry.update(
+                learning_rate=settings.learning_rate,
+                length=f"{settings.steps} steps" if settings.steps else f"{settings.epochs:g} epoch(s)",
+                warmup_steps=settings.warmup_steps,
+            )
+    plan["stages"] = stages
+    data = recipe.data
+    plan["data"] = {
+        "dataset": data.name,
+        "batch_size_per_device": data.batch_size,
+        "gradient_accumulation_steps": recipe.train.gradient_accumulation_steps,
+        "params": components["data"].params.model_dump(mode="json"),
+    }
+    return plan

@@ -1,0 +1,118 @@
+"""Checkpoints as safetensors + JSON: nothing is ever unpickled.
+
+A checkpoint holds the trainable parameters (by name), the AdamW state (by
+parameter name) and a JSON state (step, epoch, data position). Randomness is
+derived from (seed, stage, step), so no RNG state needs saving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu").contiguous() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """AdamW state keyed ``<param name>/<field>``, plus the param groups as JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    groups = []
+    for group in optimizer.param_groups:
+        group_names = [names[id(p)] for p in group["params"]]
+        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"} | {"params": group_names})
+        for p, name in zip(group["params"], group_names):
+            for key, value in optimizer.state.get(p, {}).items():
+                tensor = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"{name}/{key}"] = tensor.detach().to("cpu").contiguous()
+    return tensors, groups
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str], tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> None:
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError("checkpoint optimizer has a different number of parameter groups")
+    for group, saved in zip(optimizer.param_groups, groups):
+        if [names[id(p)] for p in group["params"]] != saved["params"]:
+            raise ValueError("checkpoint optimizer covers different parameters than this run trains")
+        for key, value in saved.items():
+            if key != "params":
+                group[key] = tuple(value) if isinstance(group.get(key), tuple) else value
+        for p, name in zip(group["params"], saved["params"]):
+            fields = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == name}
+            if fields:
+                optimizer.state[p] = {k: (v.to(p.device) if v.dim() else v) for k, v in fields.items()}
+
+
+def save_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Write atomically: a half-written checkpoint is never picked up by ``--resume``."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state(module), tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+    tensors, groups = optimizer_state(optimizer, names)
+    save_file(tensors, tmp / OPTIMIZER_FILE)
+    (tmp / STATE_FILE).write_text(json.dumps(state | {"optimizer_groups": groups}, indent=2))
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+def load_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = json.loads((directory / STATE_FILE).read_text())
+    load_weights(directory / WEIGHTS_FILE, module)
+    names = {id(p): n for n, p in module.named_parameters()}
+    load_optimizer_state(optimizer, names, load_file(directory / OPTIMIZER_FILE), state["optimizer_groups"])
+    return state
+
+
+def load_weights(path: Path, module: nn.Module, prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Copy the named tensors of a safetensors file into ``module``.
+
+    Every tensor in the file must exist in the module with the same shape;
+    ``prefixes`` limits loading to names starting with one of them.
+    """
+    tensors = load_file(path)
+    params = dict(module.named_parameters())
+    params.update(dict(module.named_buffers()))
+    loaded = []
+    for name, value in tensors.items():
+        if prefixes and not name.startswith(prefixes):
+            continue
+        if name not in params:
+            raise ValueError(f"{path}: tensor {name!r} has no counterpart in the model (was it trained with another recipe?)")
+        target = params[name]
+        if target.shape != value.shape:
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the model expects {tuple(target.shape)}")
+        with torch.no_grad():
+            target.copy_(value.to(target.device, target.dtype))
+        loaded.append(name)
+    return loaded
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints of a stage, oldest first."""
+    found = []
+    for path in directory.glob("checkpoint-*"):
+        suffix = path.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and (path / STATE_FILE).is_file():
+            found.append((int(suffix), path))
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    for path in list_checkpoints(directory)[:-keep]:
+        shutil.rmtree(path)

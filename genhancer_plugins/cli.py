@@ -1,0 +1,216 @@
+"""The ``genhancer`` command line.
+
+Heavy libraries (torch, transformers, diffusers, peft) are imported only by
+the commands that need them, so ``--help``, ``plugins`` and ``validate``
+answer quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+EPILOG = """examples:
+  genhancer run recipes/tiny.yaml --output-dir runs/tiny
+  genhancer run recipes/paper/clip_l14_224.yaml --set stage1.steps=2000 --resume
+  genhancer validate recipes/paper/siglip_so400m_384.yaml --json
+  genhancer plugins
+"""
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path to a recipe YAML file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field by dotted path, e.g. --set stage2.mode=only (repeatable; VALUE is YAML)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genhancer",
+        description=(
+            "Post-train vision encoders (CLIP, MetaCLIP, SigLIP) with a lightweight denoiser that reconstructs "
+            "images from the encoder's class token, then export them in the Hugging Face layout."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"genhancer {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="train both stages and export the enhanced encoder",
+        description="Run a recipe: stage 1 (denoiser), stage 2 (encoder LoRA), export. Works under torchrun/accelerate launch.",
+    )
+    _add_recipe_args(run)
+    run.add_argument("--output-dir", "-o", help="where stages, checkpoints, export and run.json go (default: the recipe's output_dir)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its newest checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a recipe and print the resolved plan (no training, no downloads)",
+        description="Validate a recipe and print every component, parameter counts, trainable parameters per stage and the data source.",
+    )
+    _add_recipe_args(validate)
+    validate.add_argument("--output-dir", "-o", help="output directory to report (default: the recipe's)")
+    validate.add_argument("--json", action="store_true", help="machine-readable output")
+
+    plugins = sub.add_parser(
+        "plugins",
+        help="list registered components and where they come from",
+        description="List every component by kind and name, with the plugin and distribution providing it, and any plugin that failed to load.",
+    )
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .manager import load_plugins
+
+    manager = load_plugins()
+    rows = [
+        {
+            "kind": kind,
+            "name": name,
+            "plugin": reg.source.plugin,
+            "entry_point": reg.source.entry_point,
+            "distribution": reg.source.distribution,
+            "version": reg.source.version,
+            "presets": sorted(reg.spec.presets),
+            "description": reg.spec.description,
+        }
+        for kind, entries in manager.components.items()
+        for name, reg in sorted(entries.items())
+    ]
+    failures = [
+        {"plugin": f.source.plugin, "entry_point": f.source.entry_point, "distribution": f.source.distribution, "stage": f.stage, "error": f.error}
+        for f in manager.failures
+    ]
+    if args.json:
+        print(json.dumps({"components": rows, "failures": failures, "warnings": manager.warnings}, indent=2))
+        return 0
+    current = None
+    for row in rows:
+        if row["kind"] != current:
+            current = row["kind"]
+            print(f"{current}s:")
+        presets = f" [presets: {', '.join(row['presets'])}]" if row["presets"] else ""
+        print(f"  {row['name']:<16} {row['distribution']} {row['version']} ({row['plugin']}: {row['entry_point']}){presets}")
+        if row["description"]:
+            print(f"  {'':<16} {row['description']}")
+    for warning in manager.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for failure in manager.failures:
+        print(f"error: {failure.message()}", file=sys.stderr)
+    return 0
+
+
+def _human(n: Any) -> str:
+    if not isinstance(n, int):
+        return str(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3f} {unit}" if unit == "B" else f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .build import make_plan
+    from .manager import load_plugins
+    from .recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    manager = load_plugins()
+    plan = make_plan(loaded, manager, args.output_dir)
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(f"recipe   {plan['recipe']}" + (f" (extends {', '.join(plan['extends'])})" if plan["extends"] else ""))
+    print(f"name     {plan['name']}")
+    print(f"output   {plan['output_dir'] or '(set --output-dir)'}")
+    print("components:")
+    for section, comp in plan["components"].items():
+        preset = f" preset {comp['preset']}" if comp["preset"] else ""
+        print(f"  {section:<12} {comp['name']}{preset}  ({comp['provided_by']})")
+    sizes = plan["parameters"]
+    if isinstance(sizes, dict):
+        print("parameters:")
+        for key, value in sizes.items():
+            print(f"  {key:<15} {_human(value)} ({value:,})")
+        print(f"image size {plan['image_size']}, denoiser target {plan['target']['kind']} {plan['target']['shape']}")
+    else:
+        print(f"parameters: {sizes}")
+    print("stages:")
+    for name, stage in plan["stages"].items():
+        trainable = f"{_human(stage['trainable'])} trainable: {stage['what']}; " if "trainable" in stage else ""
+        print(f"  {name}: {trainable}lr {stage['learning_rate']:g}, {stage['length']}, warm-up {stage['warmup_steps']}")
+    data = plan["data"]
+    print(
+        f"data     {data['dataset']} {json.dumps(data['params'])}, {data['batch_size_per_device']} per device "
+        f"x {data['gradient_accumulation_steps']} accumulation"
+    )
+    print("recipe is valid")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engine import Run
+    from .manager import load_plugins
+    from .recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    output_dir = args.output_dir or loaded.recipe.output_dir
+    if not output_dir:
+        raise SystemExit(f"genhancer: error: {args.recipe}: no output_dir in the recipe; pass --output-dir")
+    manager = load_plugins()
+    for failure in manager.failures:
+        print(f"warning: {failure.message()}", file=sys.stderr)
+    run = Run(loaded, manager, output_dir, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
+    summary = run.execute()
+    if run.accelerator.is_main_process:
+        print(f"[genhancer] run summary: {os.path.join(output_dir, 'run.json')}")
+        if summary.get("export"):
+            print(f"[genhancer] enhanced encoder: {summary['export']['directory']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from .errors import RecipeError, RunError
+
+    handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins}
+    try:
+        return handlers[args.command](args)
+    except RecipeError as exc:
+        print(f"genhancer: error: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        print(f"genhancer: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

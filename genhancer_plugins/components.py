@@ -1,0 +1,65 @@
+"""What a plugin registers: a named, typed component factory.
+
+Each kind's factory is called with the validated parameters and, by keyword,
+what it needs from the components built before it:
+
+============  ==============================================  =================
+kind          factory(params, ...)                            returns
+============  ==============================================  =================
+encoder       ``meta``                                        :class:`Encoder`
+tokenizer     ``meta``                                        :class:`Tokenizer`
+denoiser      ``target: TargetSpec, meta``                    :class:`Denoiser`
+conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
+                                                              :class:`Conditioner`
+dataset       ``image_size: int, seed: int``                  :class:`ImageDataset`
+============  ==============================================  =================
+
+``meta=True`` asks for the architecture only, built on the ``meta`` device
+with no weights loaded and nothing downloaded: ``genhancer validate`` uses it
+to count parameters offline. A factory that cannot know its architecture
+offline raises :class:`OfflineUnknown`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset"]
+COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset")
+
+
+class Params(BaseModel):
+    """Base class of every component's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class OfflineUnknown(Exception):
+    """Raised by a factory asked for ``meta=True`` when the architecture needs a download."""
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component a plugin provides.
+
+    Attributes:
+        kind: one of :data:`COMPONENT_KINDS`.
+        name: the name recipes select it by (unique per kind).
+        factory: builds the component; see the module docstring for its arguments.
+        params: the pydantic model validating the recipe's ``params``.
+        presets: named parameter sets (data, not code); a recipe's ``preset``
+            picks one and its ``params`` override single fields.
+        default_preset: preset applied when a recipe names none.
+        description: one line for ``genhancer plugins``.
+    """
+
+    kind: ComponentKind
+    name: str
+    factory: Callable[..., Any]
+    params: type[Params] = Params
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    default_preset: str | None = None
+    description: str = ""

@@ -1,0 +1,527 @@
+"""The one training engine: every encoder, denoiser and schedule runs here.
+
+Lifecycle of :class:`Run` (printed as it goes):
+
+1. ``prepare_output``: refuse a non-empty directory unless resuming or
+   overwriting; write the resolved recipe.
+2. ``setup``: accelerate (devices, precision, processes), components built
+   from the recipe, lifecycle hook ``genhancer_run_start``.
+3. ``train_stage`` for each enabled stage:
+   - stage1: encoder frozen; projector and denoiser train (paper lr 1e-4);
+   - stage2: encoder adapted with LoRA (or fully); projector and denoiser
+     keep training ("all") or stay frozen ("only") (paper lr 1e-5).
+   A finished stage leaves ``<stage>/final``; ``--resume`` skips it and
+   continues an unfinished one from its newest checkpoint.
+4. ``export``: LoRA merged, encoder written in the Hugging Face layout and
+   read back to check it reproduces the in-training outputs.
+5. ``run.json``: recipe, versions, steps, losses, wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .build import ResolvedComponent, build_models, resolve_components
+from .checkpoint import (
+    STATE_FILE,
+    WEIGHTS_FILE,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from .errors import RunError
+from .events import ExportInfo, RunInfo, StageInfo, StepInfo
+from .interfaces import Conditioner, Denoiser, Encoder, Tokenizer, count_parameters
+from .lora import apply_lora, has_lora, merge_lora
+from .manager import PluginManager
+from .recipe import LoadedRecipe, StageSettings, dump_yaml
+
+STAGES = ("stage1", "stage2")
+OUTPUT_ENTRIES = ("stage1", "stage2", "export", "logs", "run.json", "recipe.yaml")
+EXPORT_TOLERANCE = 1e-4
+
+
+class Pipeline(nn.Module):
+    """Encoder, conditioner, frozen tokenizer and denoiser as one module, so
+    that accelerate/DDP wrap a single forward that returns the loss."""
+
+    def __init__(self, encoder: Encoder, conditioner: Conditioner, tokenizer: Tokenizer, denoiser: Denoiser):
+        super().__init__()
+        self.encoder = encoder
+        self.conditioner = conditioner
+        self.tokenizer = tokenizer
+        self.denoiser = denoiser
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        targets = self.tokenizer.encode(images)
+        return self.denoiser.loss(targets, self.conditioner(self.encoder(images)))
+
+
+def step_seed(*parts: int) -> int:
+    """A well-mixed seed from (seed, stage, micro-step, rank): exact resume
+    without saving RNG state, different noise on every process."""
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
+
+
+def learning_rate(base: float, warmup_steps: int, step: int) -> float:
+    """Linear warm-up, then constant (``step`` counts from 0)."""
+    if warmup_steps <= 0:
+        return base
+    return base * min(1.0, (step + 1) / (warmup_steps + 1))
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"genhancer": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "diffusers", "peft", "accelerate"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class StageResult:
+    steps: int = 0
+    final_loss: float | None = None
+    wall_time_s: float = 0.0
+    resumed_from: str | None = None
+    skipped: bool = False
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+class Run:
+    """One execution of a recipe (see the module docstring for the phases)."""
+
+    def __init__(
+        self,
+        loaded: LoadedRecipe,
+        manager: PluginManager,
+        output_dir: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ):
+        self.loaded = loaded
+        self.recipe = loaded.recipe
+        self.manager = manager
+        self.output_dir = Path(output_dir)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.show_progress = show_progress
+        self.components: dict[str, ResolvedComponent] = resolve_components(loaded, manager)
+        self.results: dict[str, StageResult] = {}
+        self.export_info: dict[str, Any] | None = None
+
+    # -- phase 1 ---------------------------------------------------------
+    def prepare_output(self) -> None:
+        out = self.output_dir
+        ours = [out / e for e in OUTPUT_ENTRIES if (out / e).exists()]
+        if out.exists() and not out.is_dir():
+            raise RunError(f"output directory {out} exists and is not a directory")
+        others = [p for p in out.iterdir()] if out.is_dir() else []
+        if others and not (self.resume or self.overwrite):
+            raise RunError(
+                f"output directory {out} is not empty; pass --resume to continue that run "
+                f"or --overwrite to replace it"
+            )
+        if self.overwrite and not self.resume and self.accelerator.is_main_process:
+            foreign = [p.name for p in others if p not in ours]
+            if foreign:
+                raise RunError(f"--overwrite would leave files it did not write in {out}: {', '.join(sorted(foreign))}; use another directory")
+            for path in ours:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.accelerator.wait_for_everyone()
+        recipe_file = out / "recipe.yaml"
+        resolved = dump_yaml(self.loaded.raw)
+        if self.resume and recipe_file.is_file() and recipe_file.read_text() != resolved:
+            self.log(f"warning: the recipe differs from the one {out} was started with ({recipe_file}); continuing with the new one")
+        if self.accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            recipe_file.write_text(resolved)
+        self.accelerator.wait_for_everyone()
+
+    # -- phase 2 ---------------------------------------------------------
+    def _mixed_precision(self) -> str:
+        wanted = self.recipe.train.mixed_precision
+        if wanted != "auto":
+            return wanted
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+    def setup_accelerator(self) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+        train = self.recipe.train
+        self.accelerator = Accelerator(
+            mixed_precision=self._mixed_precision(),
+            gradient_accumulation_steps=train.gradient_accumulation_steps,
+            log_with=list(train.report_to) or None,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+
+    def setup_models(self) -> None:
+        from accelerate.utils import set_seed
+
+        set_seed(self.recipe.train.seed)  # identical initialisation on every process
+        models = build_models(self.components)
+        self.pipeline = Pipeline(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
+        self.pipeline.to(self.accelerator.device)
+        precision = self.accelerator.mixed_precision
+        if precision in ("bf16", "fp16"):  # frozen weights live in the compute dtype
+            self.pipeline.tokenizer.to(torch.bfloat16 if precision == "bf16" else torch.float16)
+        self.dataset = self.components["data"].build(image_size=models["encoder"].spec.image_size, seed=self.recipe.train.seed)
+        if len(self.dataset) == 0:
+            raise RunError(f"dataset {self.recipe.data.name!r} is empty")
+        if self.recipe.train.report_to:
+            self.accelerator.init_trackers(self.recipe.name, config=self._tracker_config())
+        self.manager.hook.genhancer_run_start(run=RunInfo(self.recipe, self.output_dir, self.modules(), *self._rank()))
+        self.log(
+            f"components: encoder {self.recipe.encoder.name} ({count_parameters(self.pipeline.encoder):,} params), "
+            f"denoiser {self.recipe.denoiser.name} ({count_parameters(self.pipeline.denoiser):,}), "
+            f"projector ({count_parameters(self.pipeline.conditioner):,}); dataset {len(self.dataset):,} images; "
+            f"{self.accelerator.num_processes} process(es) on {self.accelerator.device}, precision {precision}"
+        )
+
+    def _tracker_config(self) -> dict[str, Any]:
+        r = self.recipe
+        return {
+            "encoder": r.encoder.name,
+            "denoiser": r.denoiser.name,
+            "stage1_lr": r.stage1.learning_rate,
+            "stage2_lr": r.stage2.learning_rate,
+            "batch_size": r.data.batch_size,
+            "seed": r.train.seed,
+        }
+
+    def modules(self) -> dict[str, nn.Module]:
+        p = self.pipeline
+        return {"encoder": p.encoder, "conditioner": p.conditioner, "tokenizer": p.tokenizer, "denoiser": p.denoiser}
+
+    def _rank(self) -> tuple[int, int]:
+        return self.accelerator.process_index, self.accelerator.num_processes
+
+    def log(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            print(f"[genhancer] {message}", flush=True)
+
+    # -- phase 3 ---------------------------------------------------------
+    def configure_stage(self, stage: str) -> None:
+        """Which parameters train in ``stage``, and the LoRA it needs."""
+        p = self.pipeline
+        p.requires_grad_(False)
+        if stage == "stage1":
+            p.conditioner.requires_grad_(True)
+            p.denoiser.requires_grad_(True)
+            return
+        s2 = self.recipe.stage2
+        if s2.encoder_tuning == "lora":
+            if not has_lora(p.encoder):
+                apply_lora(p.encoder, s2.lora)
+                p.encoder.to(self.accelerator.device)
+            for name, param in p.encoder.named_parameters():
+                param.requires_grad_("lora_" in name)
+        else:
+            for param in p.encoder.vision_parameters():
+                param.requires_grad_(True)
+        if s2.mode == "all":
+            p.conditioner.requires_grad_(True)
+            p.denoiser.requires_grad_(True)
+
+    def _set_modes(self, stage: str) -> None:
+        self.pipeline.train()
+        if stage == "stage1":
+            self.pipeline.encoder.eval()  # frozen: no dropout, fixed statistics
+
+    def _stage_state(self) -> dict[str, torch.Tensor]:
+        """What a finished stage hands on: projector, denoiser, trained encoder weights."""
+        state = {}
+        for name, param in self.pipeline.named_parameters():
+            if name.startswith(("conditioner.", "denoiser.")) or (name.startswith("encoder.") and param.requires_grad):
+                state[name] = param.detach().to("cpu").contiguous()
+        return state
+
+    def _init_stage2_from(self, source: str) -> None:
+        path = Path(source)
+        candidates = [path / "stage1" / "final" / WEIGHTS_FILE, path / WEIGHTS_FILE, path]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise RunError(f"stage2.init_from: no stage-1 weights at {source} (looked for {', '.join(map(str, candidates[:2]))})")
+        loaded = load_weights(found, self.pipeline, prefixes=("conditioner.", "denoiser."))
+        self.log(f"stage2 starts from {found} ({len(loaded)} tensors)")
+
+    def _dataloader(self) -> torch.utils.data.DataLoader:
+        generator = torch.Generator().manual_seed(self.recipe.train.seed)
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=self.recipe.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.recipe.data.num_workers,
+            generator=generator,
+        )
+
+    def _total_steps(self, settings: StageSettings, batches_per_epoch: int) -> int:
+        if settings.steps:
+            return settings.steps
+        per_epoch = batches_per_epoch // self.recipe.train.gradient_accumulation_steps
+        if per_epoch == 0:
+            raise RunError(
+                f"one epoch of {len(self.dataset)} images gives no optimisation step at batch size "
+                f"{self.recipe.data.batch_size} x {self.accelerator.num_processes} process(es) x "
+                f"{self.recipe.train.gradient_accumulation_steps} accumulation; use more images or a smaller batch"
+            )
+        return max(1, math.ceil(settings.epochs * per_epoch))
+
+    def train_stage(self, stage: str, settings: StageSettings) -> StageResult:
+        acc = self.accelerator
+        stage_dir = self.output_dir / stage
+        final_dir = stage_dir / "final"
+        ckpt_dir = stage_dir / "checkpoints"
+        self.configure_stage(stage)
+        if (final_dir / STATE_FILE).is_file():
+            load_weights(final_dir / WEIGHTS_FILE, self.pipeline)
+            saved = json.loads((final_dir / STATE_FILE).read_text())
+            self.log(f"{stage}: already finished in {final_dir}; loaded its weights")
+            return StageResult(steps=saved["step"], final_loss=saved.get("final_loss"), skipped=True, losses=[tuple(x) for x in saved.get("losses", [])])
+        if stage == "stage2" and not self.recipe.stage1.enabled:
+            if self.recipe.stage2.init_from:
+                self._init_stage2_from(self.recipe.stage2.init_from)
+            else:
+                self.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
+
+        trainable = [p for p in self.pipeline.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            trainable, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
+        )
+        acc.free_memory()  # drop the previous stage's wrappers
+        model, optimizer, loader = acc.prepare(self.pipeline, optimizer, self._dataloader())
+        total = self._total_steps(settings, len(loader))
+        accum = self.recipe.train.gradient_accumulation_steps
+        result = StageResult()
+        step, epoch, batches_done = 0, 0, 0
+        checkpoints = list_checkpoints(ckpt_dir) if self.resume else []
+        if checkpoints:
+            state = load_checkpoint(checkpoints[-1], self.pipeline, optimizer.optimizer)
+            step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
+            result.losses = [tuple(x) for x in state.get("losses", [])]
+            result.resumed_from = str(checkpoints[-1])
+            self.log(f"{stage}: resuming from {checkpoints[-1]} (step {step}/{total})")
+        n_trainable = sum(p.numel() for p in trainable)
+        self.log(
+            f"{stage}: {total} steps, lr {settings.learning_rate:g} (warm-up {settings.warmup_steps}), "
+            f"{n_trainable:,} trainable parameters, global batch "
+            f"{self.recipe.data.batch_size * acc.num_processes * accum}"
+        )
+        self._set_modes(stage)
+        seed = self.recipe.train.seed
+        stage_index = STAGES.index(stage)
+        rank, world = self._rank()
+        samples_per_step = self.recipe.data.batch_size * world * accum
+        bar = self._progress(stage, total, step)
+        start = time.perf_counter()
+        last_time, micro, running = start, step * accum, []
+        while step < total:
+            loader.set_epoch(epoch)
+            batches = acc.skip_first_batches(loader, batches_done) if batches_done else loader
+            for batch in batches:
+                batches_done += 1
+                torch.manual_seed(step_seed(seed, stage_index, micro, rank))
+                micro += 1
+                with acc.accumulate(model):
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(settings.learning_rate, settings.warmup_steps, step)
+                    loss = model(batch["pixel_values"])
+                    acc.backward(loss)
+                    if acc.sync_gradients and settings.max_grad_norm:
+                        acc.clip_grad_norm_(trainable, settings.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running.append(loss.detach())
+                if not acc.sync_gradients:
+                    continue
+                step += 1
+                mean_loss = acc.reduce(torch.stack(running).mean(), reduction="mean").item()
+                running = []
+                now = time.perf_counter()
+                throughput = samples_per_step / max(now - last_time, 1e-9)
+                last_time = now
+                lr = optimizer.param_groups[0]["lr"]
+                result.losses.append((step, mean_loss))
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{throughput:.1f}")
+                if self.recipe.train.report_to and step % self.recipe.train.log_every == 0:
+                    acc.log({f"{stage}/loss": mean_loss, f"{stage}/lr": lr, f"{stage}/samples_per_s": throughput}, step=step)
+                self.manager.hook.genhancer_step_end(
+                    step=StepInfo(stage, step, total, mean_loss, lr, throughput, rank, self.modules())
+                )
+                every = self.recipe.train.checkpoint_every
+                if every and step % every == 0 and step < total:
+                    self._save_checkpoint(ckpt_dir, optimizer.optimizer, step, epoch, batches_done, result)
+                if step >= total:
+                    break
+            else:
+                epoch, batches_done = epoch + 1, 0
+        bar.close()
+        result.steps = step
+        result.final_loss = result.losses[-1][1] if result.losses else None
+        result.wall_time_s = time.perf_counter() - start
+        self._save_checkpoint(ckpt_dir, optimizer.optimizer, step, epoch, batches_done, result)
+        if acc.is_main_process:
+            final_dir.mkdir(parents=True, exist_ok=True)
+            from safetensors.torch import save_file
+
+            save_file(self._stage_state(), final_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+            (final_dir / STATE_FILE).write_text(
+                json.dumps({"step": step, "final_loss": result.final_loss, "losses": result.losses, "wall_time_s": result.wall_time_s})
+            )
+        acc.wait_for_everyone()
+        self.log(f"{stage}: done, final loss {result.final_loss:.4f}, {result.wall_time_s:.1f} s -> {final_dir}")
+        self.manager.hook.genhancer_stage_end(
+            stage=StageInfo(stage, step, result.final_loss, stage_dir, self.modules(), *self._rank())
+        )
+        return result
+
+    def _save_checkpoint(self, ckpt_dir: Path, optimizer: torch.optim.Optimizer, step: int, epoch: int, batches_done: int, result: StageResult) -> None:
+        if self.accelerator.is_main_process:
+            state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses}
+            save_checkpoint(ckpt_dir / f"checkpoint-{step}", self.pipeline, optimizer, state)
+            prune_checkpoints(ckpt_dir, self.recipe.train.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+
+    def _progress(self, stage: str, total: int, initial: int) -> Any:
+        from tqdm.auto import tqdm
+
+        disable = not (self.show_progress and self.accelerator.is_main_process)
+        return tqdm(total=total, initial=initial, desc=stage, unit="step", disable=disable, dynamic_ncols=True)
+
+    # -- phase 4 ---------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """Merge LoRA, write the HF directory, reload it and compare outputs."""
+        acc = self.accelerator
+        encoder = self.pipeline.encoder
+        encoder.eval()
+        probe = torch.stack([self.dataset[i]["pixel_values"] for i in range(min(4, len(self.dataset)))]).to(acc.device)
+        with torch.no_grad():
+            before = encoder(probe).global_token.float()
+        merge_lora(encoder)
+        export_dir = self.output_dir / "export"
+        info: dict[str, Any] = {"directory": str(export_dir)}
+        if acc.is_main_process:
+            tmp = export_dir.with_name("export.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            encoder.save_pretrained(tmp)
+            comp = self.components["encoder"]
+            reloaded = comp.registered.spec.factory(comp.params.model_copy(update={"source": str(tmp)}))
+            reloaded.to(acc.device).eval()
+            with torch.no_grad():
+                after = reloaded(probe).global_token.float()
+            diff = float((before - after).abs().max())
+            if diff > EXPORT_TOLERANCE:
+                raise RunError(f"exported encoder differs from the trained one by {diff:.2e} (> {EXPORT_TOLERANCE:g}); kept in {tmp}")
+            info["max_abs_diff"] = diff
+            described = encoder.describe()
+            metadata = {
+                "genhancer_version": __version__,
+                "recipe": self.recipe.name,
+                "encoder": described,
+                # Image-text evaluation of a vision-only export needs the text tower it came from.
+                "text_tower_from": None if described.get("has_text_tower") else described.get("source"),
+                "export_check_max_abs_diff": diff,
+            }
+            (tmp / "genhancer.json").write_text(json.dumps(metadata, indent=2))
+            (tmp / "README.md").write_text(model_card(self.recipe.name, described, dump_yaml(self.loaded.raw)))
+            if export_dir.exists():
+                shutil.rmtree(export_dir)
+            tmp.rename(export_dir)
+            self.log(f"export: {export_dir} (reloaded and matched, max |diff| {diff:.1e})")
+        acc.wait_for_everyone()
+        self.manager.hook.genhancer_export_end(export=ExportInfo(export_dir, self.recipe, acc.process_index))
+        return info
+
+    # -- phase 5 ---------------------------------------------------------
+    def write_summary(self, wall_time: float, completed: bool) -> dict[str, Any]:
+        summary = {
+            "recipe": self.recipe.name,
+            "recipe_files": [str(p) for p in self.loaded.files],
+            "resolved_recipe": self.loaded.raw,
+            "versions": library_versions(),
+            "num_processes": self.accelerator.num_processes,
+            "mixed_precision": self.accelerator.mixed_precision,
+            "stages": {
+                name: {"steps": r.steps, "final_loss": r.final_loss, "wall_time_s": round(r.wall_time_s, 2),
+                       "resumed_from": r.resumed_from, "skipped": r.skipped, "losses": r.losses}
+                for name, r in self.results.items()
+            },
+            "export": self.export_info,
+            "wall_time_s": round(wall_time, 2),
+            "completed": completed,
+        }
+        if self.accelerator.is_main_process:
+            (self.output_dir / "run.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def execute(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.setup_accelerator()
+        self.prepare_output()
+        self.setup_models()
+        for stage in STAGES:
+            settings = getattr(self.recipe, stage)
+            if settings.enabled:
+                self.results[stage] = self.train_stage(stage, settings)
+                self.write_summary(time.perf_counter() - start, completed=False)
+        if self.recipe.export.enabled and self.recipe.stage2.enabled:
+            self.export_info = self.export()
+        elif self.recipe.export.enabled:
+            self.log("export skipped: stage2 is disabled, the encoder is unchanged")
+        summary = self.write_summary(time.perf_counter() - start, completed=True)
+        if self.recipe.train.report_to:
+            self.accelerator.end_training()
+        return summary
+
+
+def model_card(name: str, described: dict[str, Any], recipe_yaml: str) -> str:
+    source = described.get("source") or "randomly initialised (test/demo configuration)"
+    return f"""---
+library_name: transformers
+tags: [genhancer, vision, clip]
+---
+# {name}: GenHancer-enhanced {described.get('family', '')} vision encoder
+
+Post-trained from `{source}` ({described.get('architecture')}) with GenHancer: a lightweight
+denoiser reconstructed each image from the encoder's global token only, first with the encoder
+frozen, then with the encoder adapted through LoRA (merged into these weights).
+
+Load it with plain transformers, for example:
+
+```python
+from transformers import AutoModel, AutoImageProcessor
+model = AutoModel.from_pretrained("path/to/this/directory")
+processor = AutoImageProcessor.from_pretrained("path/to/this/directory")
+```
+
+LLaVA-1.5 users can pass this directory as `--vision_tower`.
+
+## Recipe
+```yaml
+{recipe_yaml}```
+"""

@@ -1,0 +1,59 @@
+"""Hook specifications: the whole contract between GenHancer and its plugins.
+
+A plugin is a module (or object) with functions marked ``@hookimpl`` and named
+like the specifications below, exposed through the ``genhancer`` entry-point
+group of its distribution::
+
+    [project.entry-points.genhancer]
+    my_denoiser = "my_package.plugin"
+
+Every hook is optional. The built-in plugins register exactly this way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .components import ComponentSpec
+    from .events import ExportInfo, RunInfo, StageInfo, StepInfo
+
+PROJECT = "genhancer"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def genhancer_components() -> list["ComponentSpec"]:
+    """Return the components (encoders, conditioners, tokenizers, denoisers,
+    datasets) this plugin provides.
+
+    Called once when the plugin manager loads. Names must be unique per kind;
+    a clash is reported and the later registration is ignored.
+    """
+
+
+@hookspec
+def genhancer_run_start(run: "RunInfo") -> None:
+    """Called once per process after the components are built, before the
+    first stage trains. ``run.modules`` holds the live modules."""
+
+
+@hookspec
+def genhancer_step_end(step: "StepInfo") -> None:
+    """Called after every optimisation step (not every micro-batch) on every
+    process, with the step's loss, learning rate and throughput."""
+
+
+@hookspec
+def genhancer_stage_end(stage: "StageInfo") -> None:
+    """Called on every process when a stage finishes, after its final
+    weights are saved."""
+
+
+@hookspec
+def genhancer_export_end(export: "ExportInfo") -> None:
+    """Called on every process after the enhanced encoder was exported (the
+    directory is written by the main process only)."""

@@ -1,0 +1,159 @@
+"""Typed interfaces every component implements.
+
+Data flows between components as plain values (tensors and the dataclasses
+below), so each plugin can be tested alone with random tensors:
+
+    images [B,3,H,W] in [0,1]
+      -> Encoder      -> EncoderOutput(global_token [B,D], local_tokens [B,N,D'])
+      -> Conditioner  -> Condition(pooled [B,P] | None, tokens [B,L,T] | None)
+    images -> Tokenizer.encode -> targets (latents [B,C,h,w] or indices [B,L])
+    Denoiser.loss(targets, condition) -> scalar
+    Denoiser.sample(condition) -> targets
+
+Every component receives images in [0, 1] and applies its own
+normalisation (the encoder its processor's mean/std, the VAE [-1, 1]).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder sees in a batch of images."""
+
+    global_token: Tensor  #: [B, D]: the class token (CLIP: projected pooler output)
+    local_tokens: Tensor  #: [B, N, D_local]: patch tokens of the last layer
+
+
+@dataclass
+class Condition:
+    """What the denoiser is conditioned on; either field may be absent."""
+
+    pooled: Tensor | None = None  #: [B, P]: modulation vector
+    tokens: Tensor | None = None  #: [B, L, T]: condition tokens
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Shapes an encoder produces, known before any image is seen."""
+
+    global_dim: int
+    local_dim: int
+    num_local_tokens: int
+    image_size: int
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """The condition inputs a denoiser accepts (None: not accepted)."""
+
+    pooled_dim: int | None
+    token_dim: int | None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """The denoiser's target space, as the tokenizer produces it."""
+
+    kind: Literal["continuous", "discrete"]
+    shape: tuple[int, ...]  #: per sample: (C, h, w) latents or (L,) code indices
+    vocab_size: int | None = None  #: codebook size for discrete targets
+
+
+class Encoder(nn.Module, ABC):
+    """A vision encoder under post-training.
+
+    Implementations wrap a Hugging Face model and must keep its parameter
+    names, so that LoRA targets and exports use the hub's key layout.
+    """
+
+    spec: EncoderSpec
+
+    @abstractmethod
+    def forward(self, images: Tensor) -> EncoderOutput:
+        """Encode images in [0, 1], shape [B, 3, H, W] at ``spec.image_size``."""
+
+    @abstractmethod
+    def vision_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the vision side (what stage 2 may fine-tune fully)."""
+
+    @abstractmethod
+    def lora_target_modules(self) -> list[str]:
+        """Names (relative to this module) of the linear layers LoRA adapts."""
+
+    @abstractmethod
+    def save_pretrained(self, directory: Path, model_card: str) -> None:
+        """Write the encoder in the Hugging Face layout any user can load."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for plans and run summaries (source, family, sizes)."""
+        return {}
+
+
+class Tokenizer(nn.Module, ABC):
+    """A frozen map from images to the denoiser's target space and back."""
+
+    @abstractmethod
+    def target_spec(self, image_size: int) -> TargetSpec:
+        """The target space for square images of ``image_size`` pixels."""
+
+    @abstractmethod
+    def encode(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] -> targets."""
+
+    @abstractmethod
+    def decode(self, targets: Tensor) -> Tensor:
+        """Targets -> images in [0, 1]."""
+
+
+class Denoiser(nn.Module, ABC):
+    """A generative model of targets given a condition."""
+
+    condition_spec: ConditionSpec
+
+    @abstractmethod
+    def loss(self, targets: Tensor, condition: Condition) -> Tensor:
+        """Training loss (a scalar) for a batch of targets."""
+
+    @abstractmethod
+    def sample(self, condition: Condition, steps: int = 20) -> Tensor:
+        """Generate a batch of targets for the given condition."""
+
+
+class Conditioner(nn.Module, ABC):
+    """Turns encoder output into the denoiser's condition (holds projector h)."""
+
+    @abstractmethod
+    def forward(self, encoded: EncoderOutput) -> Condition:
+        """Project encoder output into the denoiser's condition inputs."""
+
+
+class ImageDataset(Protocol):
+    """A map-style dataset of images.
+
+    ``__getitem__`` returns a dict with at least ``pixel_values`` (float
+    tensor [3, H, W] in [0, 1] at the requested size) and ``key`` (str).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (works on meta-device modules too)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")

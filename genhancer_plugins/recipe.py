@@ -1,0 +1,262 @@
+"""Recipes: YAML files validated by pydantic.
+
+A recipe may ``extends:`` a base recipe (a path relative to the file); the
+child's mappings merge into the base's key by key, lists and scalars replace.
+``--set a.b.c=value`` overrides any field (the value is parsed as YAML).
+Every error names the dotted path of the field and the file that set it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from .components import Params
+from .errors import RecipeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentRef(_Strict):
+    """Selects a registered component by name, with a preset and overrides."""
+
+    name: str
+    preset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSettings(ComponentRef):
+    batch_size: PositiveInt = Field(16, description="images per device per micro-batch")
+    num_workers: NonNegativeInt = 0
+
+
+class LoraSettings(_Strict):
+    rank: PositiveInt = 16
+    alpha: PositiveFloat = 16
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class StageSettings(_Strict):
+    enabled: bool = True
+    steps: PositiveInt | None = Field(None, description="optimisation steps; overrides epochs")
+    epochs: PositiveFloat = 1.0
+    learning_rate: PositiveFloat = 1e-4
+    warmup_steps: NonNegativeInt = 0
+    weight_decay: float = Field(0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: PositiveFloat | None = 1.0
+
+
+class Stage1Settings(StageSettings):
+    """Encoder frozen; projector and denoiser train."""
+
+
+class Stage2Settings(StageSettings):
+    """Encoder adapted (LoRA or full); denoiser and projector train ("all") or not ("only")."""
+
+    learning_rate: PositiveFloat = 1e-5
+    mode: Literal["all", "only"] = "all"
+    encoder_tuning: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    init_from: str | None = Field(
+        None, description="a previous run directory (or its stage1/final) to start from instead of training stage 1"
+    )
+
+
+class TrainSettings(_Strict):
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    gradient_accumulation_steps: PositiveInt = 1
+    checkpoint_every: NonNegativeInt = Field(0, description="steps between checkpoints; 0: only at the end of a stage")
+    keep_checkpoints: PositiveInt = 2
+    log_every: PositiveInt = 10
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+
+
+class ExportSettings(_Strict):
+    enabled: bool = True
+
+
+class Recipe(_Strict):
+    """A whole GenHancer run."""
+
+    name: str
+    description: str = ""
+    output_dir: str | None = Field(None, description="default for --output-dir; relative to the working directory")
+    encoder: ComponentRef
+    conditioner: ComponentRef = Field(default_factory=lambda: ComponentRef(name="cls"))
+    tokenizer: ComponentRef
+    denoiser: ComponentRef
+    data: DataSettings
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    stage1: Stage1Settings = Field(default_factory=Stage1Settings)
+    stage2: Stage2Settings = Field(default_factory=Stage2Settings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> "Recipe":
+        if not self.stage1.enabled and not self.stage2.enabled:
+            raise ValueError("stage1 and stage2 are both disabled: nothing would train")
+        return self
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    raw: dict[str, Any]  #: the merged mapping, after extends and overrides
+    files: list[Path]  #: the recipe file first, then the files it extends
+    origins: dict[str, str] = field(default_factory=dict)  #: dotted path -> file or "--set"
+
+    def origin(self, path: str) -> str:
+        """The file that set ``path`` (or the closest parent that was set)."""
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.origins.get(".".join(parts[:end]))
+            if found:
+                return found
+        return str(self.files[0])
+
+    def error(self, path: str, message: str) -> RecipeError:
+        return RecipeError(f"{self.origin(path)}: {path}: {message}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], child: Mapping[str, Any], origins: dict[str, str], source: str, prefix: str = "") -> None:
+    for key, value in child.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            origins.setdefault(path, source)
+            _merge(base[key], value, origins, source, path + ".")
+        else:
+            base[key] = copy.deepcopy(value)
+            _mark(origins, path, value, source)
+
+
+def _mark(origins: dict[str, str], path: str, value: Any, source: str) -> None:
+    for stale in [p for p in origins if p == path or p.startswith(path + ".")]:
+        del origins[stale]
+    origins[path] = source
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _mark(origins, f"{path}.{key}", sub, source)
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise RecipeError(f"{path}: extends: circular chain {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    files = [path]
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise RecipeError(f"{path}: extends: expected a path to a recipe, got {parent!r}")
+        parent_path = (path.parent / parent).resolve()
+        if not parent_path.is_file():
+            raise RecipeError(f"{path}: extends: base recipe {parent_path} not found")
+        merged, origins, parent_files = _load_chain(parent_path, (*seen, path))
+        files += parent_files
+    _merge(merged, data, origins, str(path))
+    return merged, origins, files
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], parsed value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, for example stage1.steps=100")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {text!r}: value is not valid YAML: {exc}") from None
+    return key.strip().split("."), parsed
+
+
+def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str], value: Any) -> None:
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a mapping")
+        node = child
+    node[keys[-1]] = value
+    _mark(origins, ".".join(keys), value, "--set")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_error(loaded: LoadedRecipe | None, exc: ValidationError, prefix: str = "", files: list[Path] | None = None) -> RecipeError:
+    lines = []
+    for err in exc.errors():
+        path = prefix + _format_loc(err["loc"])
+        message = "unknown field (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        where = loaded.origin(path) if loaded else str(files[0] if files else "recipe")
+        lines.append(f"{where}: {path or '<top>'}: {message}")
+    return RecipeError("invalid recipe:\n  " + "\n  ".join(lines))
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> LoadedRecipe:
+    """Read, merge (``extends``), override (``--set``) and validate a recipe."""
+    merged, origins, files = _load_chain(Path(path))
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(merged, origins, keys, value)
+    loaded = LoadedRecipe(recipe=None, raw=merged, files=files, origins=origins)  # type: ignore[arg-type]
+    try:
+        loaded.recipe = Recipe.model_validate(merged)
+    except ValidationError as exc:
+        raise validation_error(loaded, exc) from None
+    return loaded
+
+
+def deep_update(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_params(loaded: LoadedRecipe, section: str, ref: ComponentRef, spec: Any) -> Params:
+    """Preset + overrides for one component, validated by its params model."""
+    preset_name = ref.preset or spec.default_preset
+    values: dict[str, Any] = {}
+    if preset_name is not None:
+        if preset_name not in spec.presets:
+            known = ", ".join(sorted(spec.presets)) or "none"
+            raise loaded.error(f"{section}.preset", f"{spec.kind} {spec.name!r} has no preset {preset_name!r}; presets: {known}")
+        values = dict(spec.presets[preset_name])
+    values = deep_update(values, ref.params)
+    try:
+        return spec.params.model_validate(values)
+    except ValidationError as exc:
+        raise validation_error(loaded, exc, prefix=f"{section}.params.") from None
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)

@@ -1,0 +1,120 @@
+"""Denoiser ``rectified_flow``: a FLUX-style MM-DiT trained with rectified flow.
+
+Conventions (the paper's): x1 is the clean latent, x0 ~ N(0, I) the noise,
+x_t = (1 - t) x1 + t x0, and the network predicts the velocity v = x0 - x1.
+t = 1 is pure noise, so sampling integrates from t = 1 down to t = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
+
+from .params import RectifiedFlowParams, TimestepSampling
+
+PATCH = 2  # FLUX packs 2x2 latent pixels into one token
+
+
+def sample_timesteps(batch: int, sampling: TimestepSampling, device: torch.device | str = "cpu") -> Tensor:
+    """t in (0, 1): logit-normal ``sigmoid(s * eps)`` or uniform."""
+    if sampling.kind == "uniform":
+        return torch.rand(batch, device=device)
+    return torch.sigmoid(sampling.scale * torch.randn(batch, device=device))
+
+
+def pack_latents(latents: Tensor) -> Tensor:
+    """[B, C, H, W] -> [B, (H/2)(W/2), 4C], 2x2 patches as FLUX tokens."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // PATCH, PATCH, w // PATCH, PATCH)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // PATCH) * (w // PATCH), c * PATCH * PATCH)
+
+
+def unpack_latents(tokens: Tensor, channels: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`pack_latents`."""
+    b = tokens.shape[0]
+    x = tokens.view(b, height // PATCH, width // PATCH, channels, PATCH, PATCH)
+    return x.permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
+
+
+def latent_position_ids(height: int, width: int) -> Tensor:
+    """FLUX image ids: (0, row, col) per packed token."""
+    rows = torch.arange(height // PATCH).view(-1, 1).expand(-1, width // PATCH)
+    cols = torch.arange(width // PATCH).view(1, -1).expand(height // PATCH, -1)
+    return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3).float()
+
+
+class RectifiedFlowDenoiser(Denoiser):
+    def __init__(self, params: RectifiedFlowParams, target: TargetSpec, meta: bool = False):
+        super().__init__()
+        from diffusers import FluxTransformer2DModel
+
+        if target.kind != "continuous" or len(target.shape) != 3:
+            raise ValueError(f"rectified_flow needs continuous [C, H, W] targets (a `vae` tokenizer), got {target}")
+        channels, height, width = target.shape
+        if height % PATCH or width % PATCH:
+            raise ValueError(f"latent size {height}x{width} must be even to pack 2x2 tokens; change the image size")
+        self.params = params
+        self.target = target
+        self.condition_spec = ConditionSpec(pooled_dim=params.pooled_projection_dim, token_dim=params.joint_attention_dim)
+        kwargs = dict(
+            patch_size=1,
+            in_channels=channels * PATCH * PATCH,
+            num_layers=params.num_layers,
+            num_single_layers=params.num_single_layers,
+            attention_head_dim=params.attention_head_dim,
+            num_attention_heads=params.num_attention_heads,
+            joint_attention_dim=params.joint_attention_dim,
+            pooled_projection_dim=params.pooled_projection_dim,
+            guidance_embeds=params.guidance_embeds,
+            axes_dims_rope=tuple(params.axes_dims_rope),
+        )
+        if meta:
+            with torch.device("meta"):
+                self.transformer = FluxTransformer2DModel(**kwargs)
+        else:
+            self.transformer = FluxTransformer2DModel(**kwargs)
+        self.register_buffer("img_ids", latent_position_ids(height, width), persistent=False)
+
+    def velocity(self, noisy: Tensor, t: Tensor, condition: Condition) -> Tensor:
+        """The network's velocity prediction for packed noisy latents."""
+        if condition.tokens is None or condition.pooled is None:
+            raise ValueError("rectified_flow needs both a pooled vector and condition tokens from the conditioner")
+        batch = noisy.shape[0]
+        tokens = condition.tokens
+        guidance = None
+        if self.params.guidance_embeds:
+            guidance = torch.full((batch,), self.params.guidance, device=noisy.device, dtype=noisy.dtype)
+        return self.transformer(
+            hidden_states=noisy,
+            encoder_hidden_states=tokens,
+            pooled_projections=condition.pooled,
+            timestep=t.to(noisy.dtype),
+            img_ids=self.img_ids.to(noisy.device),
+            txt_ids=torch.zeros(tokens.shape[1], 3, device=noisy.device),
+            guidance=guidance,
+            return_dict=False,
+        )[0]
+
+    def loss(self, targets: Tensor, condition: Condition) -> Tensor:
+        x1 = pack_latents(targets)
+        x0 = torch.randn_like(x1)
+        t = sample_timesteps(x1.shape[0], self.params.timesteps, x1.device)
+        t_ = t.view(-1, 1, 1)
+        noisy = (1 - t_) * x1 + t_ * x0
+        prediction = self.velocity(noisy, t, condition)
+        return F.mse_loss(prediction.float(), (x0 - x1).float())
+
+    @torch.no_grad()
+    def sample(self, condition: Condition, steps: int = 20) -> Tensor:
+        """Euler integration of the learned ODE from noise (t = 1) to latents (t = 0)."""
+        ref = condition.pooled if condition.pooled is not None else condition.tokens
+        channels, height, width = self.target.shape
+        x = torch.randn(ref.shape[0], (height // PATCH) * (width // PATCH), channels * PATCH * PATCH, device=ref.device)
+        grid = torch.linspace(1.0, 0.0, steps + 1, device=ref.device)
+        for t_now, t_next in zip(grid[:-1], grid[1:]):
+            t = torch.full((x.shape[0],), float(t_now), device=x.device)
+            x = x + (t_next - t_now) * self.velocity(x, t, condition).float()
+        return unpack_latents(x, channels, height, width)

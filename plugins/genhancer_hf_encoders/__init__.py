@@ -1,0 +1,48 @@
+"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP) and ``siglip``."""
+
+from __future__ import annotations
+
+from functools import partial
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from genhancer_plugins import ComponentSpec, hookimpl
+
+
+def _presets() -> dict[str, Any]:
+    return yaml.safe_load(resources.files(__name__).joinpath("presets.yaml").read_text())
+
+
+def _build(family: str, params: Any, meta: bool = False) -> Any:
+    from .encoders import build_encoder  # transformers is imported only when a model is built
+
+    return build_encoder(family, params, meta=meta)
+
+
+@hookimpl
+def genhancer_components() -> list[ComponentSpec]:
+    from .params import HFEncoderParams
+
+    presets = _presets()
+    return [
+        ComponentSpec(
+            kind="encoder",
+            name="clip",
+            factory=partial(_build, "clip"),
+            params=HFEncoderParams,
+            presets=presets["clip"],
+            default_preset="openai-clip-vit-l14-224",
+            description="OpenAI CLIP / MetaCLIP ViT; global token = visual_projection(pooler_output)",
+        ),
+        ComponentSpec(
+            kind="encoder",
+            name="siglip",
+            factory=partial(_build, "siglip"),
+            params=HFEncoderParams,
+            presets=presets["siglip"],
+            default_preset="siglip-so400m-224",
+            description="SigLIP ViT; global token = pooler_output of the attention-pool head",
+        ),
+    ]

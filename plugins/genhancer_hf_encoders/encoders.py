@@ -1,0 +1,214 @@
+"""CLIP, MetaCLIP and SigLIP vision encoders through transformers.
+
+One implementation serves every family; what differs (model classes, where
+the global token comes from, whether a class token leads the patch tokens)
+is a :class:`Family` record, not a copy of the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from genhancer_plugins.components import OfflineUnknown
+from genhancer_plugins.interfaces import Encoder, EncoderOutput, EncoderSpec
+
+from .params import HFEncoderParams
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    full_model: str  #: transformers class holding both towers
+    vision_models: tuple[str, ...]  #: vision-only classes accepted from a checkpoint
+    full_config: str
+    vision_config: str
+    image_processor: str
+    has_class_token: bool  #: CLIP prepends a CLS token to the patch tokens; SigLIP does not
+
+    def size_dict(self, image_size: int) -> dict[str, dict[str, int]]:
+        if self.name == "clip":
+            return {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
+        return {"size": {"height": image_size, "width": image_size}}
+
+
+FAMILIES = {
+    "clip": Family(
+        "clip",
+        "CLIPModel",
+        ("CLIPVisionModelWithProjection", "CLIPVisionModel"),
+        "CLIPConfig",
+        "CLIPVisionConfig",
+        "CLIPImageProcessor",
+        True,
+    ),
+    "siglip": Family(
+        "siglip", "SiglipModel", ("SiglipVisionModel",), "SiglipConfig", "SiglipVisionConfig", "SiglipImageProcessor", False
+    ),
+}
+
+
+def _transformers_class(name: str) -> Any:
+    import transformers
+
+    return getattr(transformers, name)
+
+
+class HFVisionEncoder(Encoder):
+    """Wraps a transformers CLIP/SigLIP model; parameter names stay the hub's."""
+
+    def __init__(self, family: Family, model: nn.Module, processor: Any, tokenizer: Any = None, source: str | None = None):
+        super().__init__()
+        self.family = family
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.source = source
+        vision_config = getattr(model.config, "vision_config", model.config)
+        image_size = int(vision_config.image_size)
+        num_patches = (image_size // int(vision_config.patch_size)) ** 2
+        projection = getattr(model, "visual_projection", None)
+        self.spec = EncoderSpec(
+            global_dim=projection.out_features if projection is not None else int(vision_config.hidden_size),
+            local_dim=int(vision_config.hidden_size),
+            num_local_tokens=num_patches,
+            image_size=image_size,
+        )
+        mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
+
+    @property
+    def vision_model(self) -> nn.Module:
+        return self.model.vision_model
+
+    def forward(self, images: Tensor) -> EncoderOutput:
+        size = self.spec.image_size
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        pixel_values = (images - self.pixel_mean) / self.pixel_std
+        out = self.model.vision_model(pixel_values=pixel_values)
+        pooled = out.pooler_output
+        projection = getattr(self.model, "visual_projection", None)
+        global_token = projection(pooled) if projection is not None else pooled
+        local = out.last_hidden_state[:, 1:] if self.family.has_class_token else out.last_hidden_state
+        return EncoderOutput(global_token=global_token, local_tokens=local)
+
+    def vision_parameters(self) -> list[nn.Parameter]:
+        params = list(self.model.vision_model.parameters())
+        projection = getattr(self.model, "visual_projection", None)
+        if projection is not None:
+            params += list(projection.parameters())
+        return params
+
+    def lora_target_modules(self) -> list[str]:
+        # Every linear layer of the vision side; nn.MultiheadAttention (SigLIP's
+        # pooling head) uses its out_proj weight directly, so it is left alone.
+        names = []
+        skip: set[str] = set()
+        for name, module in self.named_modules():
+            if isinstance(module, nn.MultiheadAttention):
+                skip.add(name + ".")
+        for name, module in self.named_modules():
+            in_vision = name.startswith("model.vision_model.") or name == "model.visual_projection"
+            if in_vision and isinstance(module, nn.Linear) and not any(name.startswith(s) for s in skip):
+                names.append(name)
+        return names
+
+    def save_pretrained(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        # The in-memory state dict carries the hub layout (vision_model.*, ...)
+        # that older transformers (LLaVA-1.5 pins 4.37) expect.
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+        self.model.config.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "family": self.family.name,
+            "source": self.source,
+            "architecture": type(self.model).__name__,
+            "has_text_tower": hasattr(self.model, "text_model"),
+            "image_size": self.spec.image_size,
+            "global_dim": self.spec.global_dim,
+        }
+
+
+def _build_from_config(family: Family, config: dict[str, Any]) -> nn.Module:
+    vision = dict(config["vision"])
+    text = config.get("text")
+    projection_dim = config.get("projection_dim")
+    if text is not None:
+        cfg_kwargs: dict[str, Any] = {"vision_config": vision, "text_config": dict(text)}
+        if projection_dim is not None and family.name == "clip":
+            cfg_kwargs["projection_dim"] = projection_dim
+        cfg = _transformers_class(family.full_config)(**cfg_kwargs)
+        return _transformers_class(family.full_model)(cfg)
+    if family.name == "clip" and projection_dim is not None:
+        cfg = _transformers_class(family.vision_config)(projection_dim=projection_dim, **vision)
+        return _transformers_class("CLIPVisionModelWithProjection")(cfg)
+    cfg = _transformers_class(family.vision_config)(**vision)
+    return _transformers_class(family.vision_models[-1])(cfg)
+
+
+def _model_class_for(family: Family, config: Any, where: str) -> Any:
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    allowed = (family.full_model, *family.vision_models)
+    if arch is None:
+        arch = family.full_model if hasattr(config, "vision_config") else family.vision_models[-1]
+    if arch not in allowed:
+        raise ValueError(f"{where}: architecture {arch!r} is not a {family.name} model; expected one of {', '.join(allowed)}")
+    return _transformers_class(arch)
+
+
+def _is_local(source: str) -> bool:
+    return Path(source).expanduser().exists()
+
+
+def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False) -> HFVisionEncoder:
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    family = FAMILIES[family_name]
+    source = params.source
+    remote = params.trust_remote_code
+    if meta:
+        if source is not None and _is_local(source):
+            hf_config = AutoConfig.from_pretrained(source, trust_remote_code=remote)
+            with torch.device("meta"):
+                model = _model_class_for(family, hf_config, source)(hf_config)
+        elif params.config is not None:
+            with torch.device("meta"):
+                model = _build_from_config(family, params.config)
+        else:
+            raise OfflineUnknown(f"architecture of {source!r} needs a download; give `config` to plan offline")
+        return HFVisionEncoder(family, model, _default_processor(family, model), source=source)
+    if source is None:
+        model = _build_from_config(family, params.config or {})
+        return HFVisionEncoder(family, model, _default_processor(family, model), source=None)
+    hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+    model_class = _model_class_for(family, hf_config, source)
+    model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+    processor = AutoImageProcessor.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+    tokenizer = None
+    if hasattr(model, "text_model"):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+    return HFVisionEncoder(family, model, processor, tokenizer=tokenizer, source=source)
+
+
+def _default_processor(family: Family, model: nn.Module) -> Any:
+    vision_config = getattr(model.config, "vision_config", model.config)
+    processor_class = _transformers_class(family.image_processor)
+    return processor_class(**family.size_dict(int(vision_config.image_size)))
