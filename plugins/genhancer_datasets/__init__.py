@@ -1,4 +1,4 @@
-"""Built-in datasets: ``synthetic``."""
+"""Built-in datasets: ``synthetic`` and ``image_folder``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl
 
-from .params import SyntheticParams
+from .params import ImageFolderParams, SyntheticParams
 
 
 def _build_synthetic(params: SyntheticParams, image_size: int, seed: int = 0) -> Any:
     from .synthetic import SyntheticImages
 
     return SyntheticImages(params, image_size, seed)
+
+
+def _build_image_folder(params: ImageFolderParams, image_size: int, seed: int = 0) -> Any:
+    from .image_folder import ImageFolder
+
+    return ImageFolder(params, image_size, seed)
 
 
 @hookimpl
@@ -24,5 +30,12 @@ def genhancer_components() -> list[ComponentSpec]:
             factory=_build_synthetic,
             params=SyntheticParams,
             description="procedurally drawn shapes at any resolution; deterministic, no download",
-        )
+        ),
+        ComponentSpec(
+            kind="dataset",
+            name="image_folder",
+            factory=_build_image_folder,
+            params=ImageFolderParams,
+            description="every image under a directory (recursive); random resized crop 0.9-1.0, bicubic",
+        ),
     ]

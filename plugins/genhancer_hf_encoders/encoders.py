@@ -87,15 +87,30 @@ class HFVisionEncoder(Encoder):
         self.register_buffer("pixel_std", std, persistent=False)
 
     @property
-    def vision_model(self) -> nn.Module:
-        return self.model.vision_model
+    def vision_trunk(self) -> nn.Module:
+        """The vision transformer. Full models hold it as ``vision_model``;
+        transformers 5 vision-only models are the trunk themselves."""
+        return getattr(self.model, "vision_model", self.model)
+
+    @property
+    def _trunk_prefix(self) -> str:
+        return "model.vision_model." if hasattr(self.model, "vision_model") else "model."
+
+    def hub_state_dict(self) -> dict[str, Tensor]:
+        """Weights under the hub's key names (``vision_model.*``, ``text_model.*``, ...)."""
+        state = {}
+        for key, value in self.model.state_dict().items():
+            if not hasattr(self.model, "vision_model") and not key.startswith(("vision_model.", "visual_projection.")):
+                key = "vision_model." + key
+            state[key] = value.detach().to("cpu").contiguous()
+        return state
 
     def forward(self, images: Tensor) -> EncoderOutput:
         size = self.spec.image_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         pixel_values = (images - self.pixel_mean) / self.pixel_std
-        out = self.model.vision_model(pixel_values=pixel_values)
+        out = self.vision_trunk(pixel_values=pixel_values)
         pooled = out.pooler_output
         projection = getattr(self.model, "visual_projection", None)
         global_token = projection(pooled) if projection is not None else pooled
@@ -103,7 +118,7 @@ class HFVisionEncoder(Encoder):
         return EncoderOutput(global_token=global_token, local_tokens=local)
 
     def vision_parameters(self) -> list[nn.Parameter]:
-        params = list(self.model.vision_model.parameters())
+        params = list(self.vision_trunk.parameters())
         projection = getattr(self.model, "visual_projection", None)
         if projection is not None:
             params += list(projection.parameters())
@@ -117,8 +132,9 @@ class HFVisionEncoder(Encoder):
         for name, module in self.named_modules():
             if isinstance(module, nn.MultiheadAttention):
                 skip.add(name + ".")
+        trunk = self._trunk_prefix
         for name, module in self.named_modules():
-            in_vision = name.startswith("model.vision_model.") or name == "model.visual_projection"
+            in_vision = (name.startswith(trunk) and not name.startswith("model.text_model.")) or name == "model.visual_projection"
             if in_vision and isinstance(module, nn.Linear) and not any(name.startswith(s) for s in skip):
                 names.append(name)
         return names
@@ -126,10 +142,9 @@ class HFVisionEncoder(Encoder):
     def save_pretrained(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        # The in-memory state dict carries the hub layout (vision_model.*, ...)
-        # that older transformers (LLaVA-1.5 pins 4.37) expect.
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+        # The hub layout (vision_model.*) is what older transformers (LLaVA-1.5
+        # pins 4.37) expect; transformers 5 reads it too.
+        save_file(self.hub_state_dict(), directory / "model.safetensors", metadata={"format": "pt"})
         self.model.config.save_pretrained(directory)
         self.processor.save_pretrained(directory)
         if self.tokenizer is not None:

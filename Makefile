@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export TRANSFORMERS_VERBOSITY := error
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test test-fast env clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# CPU set-up path: the constraints file pins the CPU torch wheel; the package itself asks for a range.
+	$(PY) -m pip install -q -c constraints-cpu.txt torch
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[dev]'
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/genhancer run recipes/tiny.yaml --output-dir $(DEMO_DIR) --overwrite
+	@echo "Demo finished. Enhanced encoder (Hugging Face layout): $(DEMO_DIR)/export"
+	@echo "Run summary: $(DEMO_DIR)/run.json"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Skips the end-to-end runs (marked slow); CI runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
