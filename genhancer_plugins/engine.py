@@ -174,7 +174,7 @@ class Run:
             gradient_accumulation_steps=train.gradient_accumulation_steps,
             log_with=list(train.report_to) or None,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=train.seed),
         )
 
     def setup_models(self) -> None:
@@ -295,6 +295,11 @@ class Run:
         stage_dir = self.output_dir / stage
         final_dir = stage_dir / "final"
         ckpt_dir = stage_dir / "checkpoints"
+        from accelerate.utils import set_seed
+
+        # Stage-level randomness (LoRA initialisation) must not depend on how
+        # much of the previous stage ran in this process: resume relies on it.
+        set_seed(step_seed(self.recipe.train.seed, STAGES.index(stage), 2**31 - 1))
         self.configure_stage(stage)
         if (final_dir / STATE_FILE).is_file():
             load_weights(final_dir / WEIGHTS_FILE, self.pipeline)

@@ -1,0 +1,42 @@
+"""Two CPU processes (gloo DDP through torchrun): identical weights, one writer."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TINY, write_recipe
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_end_with_identical_weights_and_only_rank0_writes(tmp_path):
+    recipe = write_recipe(tmp_path, {**TINY, "train": {**TINY["train"], "checkpoint_every": 2}})
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    reports.mkdir()
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(ROOT / "tests" / "distributed_worker.py"), str(recipe), str(out), str(reports)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0 = json.loads((reports / "rank0.json").read_text())
+    rank1 = json.loads((reports / "rank1.json").read_text())
+    assert rank0["num_processes"] == rank1["num_processes"] == 2
+    for stage in ("stage1", "stage2"):
+        assert rank0["fingerprints"][stage]["processes"] == 2
+        assert rank0["fingerprints"][stage]["sha256"] == rank1["fingerprints"][stage]["sha256"], stage
+    assert rank1["writes"] == []
+    assert any(w.endswith("export/model.safetensors") or "export.tmp" in w for w in rank0["writes"])
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["num_processes"] == 2 and summary["completed"]
+    # global batch = 8 per process x 2: one epoch of 64 images is 4 steps per stage
+    assert "global batch 16" in result.stdout
