@@ -73,6 +73,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         "recipe": str(loaded.files[0]),
         "extends": [str(p) for p in loaded.files[1:]],
         "name": recipe.name,
+        "schedule": recipe.schedule,
         "output_dir": output_dir or recipe.output_dir,
         "components": {},
     }
@@ -103,7 +104,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         plan["parameters"] = sizes
         plan["image_size"] = encoder.spec.image_size
         plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
-        if recipe.stage1.enabled:
+        if "stage1" in recipe.active_stages():
             stages["stage1"] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
         if recipe.stage2.enabled:
             s2 = recipe.stage2
@@ -116,15 +117,13 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             trainable = enc + (head if s2.mode == "all" else 0)
             what += " + projector + denoiser" if s2.mode == "all" else " (denoiser and projector frozen)"
             stages["stage2"] = {"trainable": trainable, "what": what}
-    for name in ("stage1", "stage2"):
+    for name in recipe.active_stages():
         settings = getattr(recipe, name)
-        if settings.enabled:
-            entry = stages.setdefault(name, {})
-            entry.update(
-                learning_rate=settings.learning_rate,
-                length=f"{settings.steps} steps" if settings.steps else f"{settings.epochs:g} epoch(s)",
-                warmup_steps=settings.warmup_steps,
-            )
+        stages.setdefault(name, {}).update(
+            learning_rate=settings.learning_rate,
+            length=f"{settings.steps} steps" if settings.steps else f"{settings.epochs:g} epoch(s)",
+            warmup_steps=settings.warmup_steps,
+        )
     plan["stages"] = stages
     data = recipe.data
     plan["data"] = {

@@ -19,6 +19,7 @@ Lifecycle of :class:`Run` (printed as it goes):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import platform
@@ -71,6 +72,15 @@ class Pipeline(nn.Module):
         return self.denoiser.loss(targets, self.conditioner(self.encoder(images)))
 
 
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images; keep keys, and the keys of unreadable samples datasets skipped."""
+    return {
+        "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+        "keys": [item.get("key", "") for item in items],
+        "skipped": [key for item in items for key in item.get("skipped", [])],
+    }
+
+
 def step_seed(*parts: int) -> int:
     """A well-mixed seed from (seed, stage, micro-step, rank): exact resume
     without saving RNG state, different noise on every process."""
@@ -102,8 +112,9 @@ class StageResult:
     final_loss: float | None = None
     wall_time_s: float = 0.0
     resumed_from: str | None = None
-    skipped: bool = False
+    already_finished: bool = False
     losses: list[tuple[int, float]] = field(default_factory=list)
+    skipped_samples: list[str] = field(default_factory=list)  #: unreadable samples met (all processes)
 
 
 class Run:
@@ -267,16 +278,39 @@ class Run:
         loaded = load_weights(found, self.pipeline, prefixes=("conditioner.", "denoiser."))
         self.log(f"stage2 starts from {found} ({len(loaded)} tensors)")
 
+    @property
+    def streaming(self) -> bool:
+        """Iterable datasets shard themselves per process; map-style ones are sharded by accelerate."""
+        return isinstance(self.dataset, torch.utils.data.IterableDataset)
+
     def _dataloader(self) -> torch.utils.data.DataLoader:
-        generator = torch.Generator().manual_seed(self.recipe.train.seed)
+        data = self.recipe.data
+        if self.streaming:
+            return torch.utils.data.DataLoader(
+                self.dataset, batch_size=data.batch_size, drop_last=True, num_workers=data.num_workers, collate_fn=collate
+            )
         return torch.utils.data.DataLoader(
             self.dataset,
-            batch_size=self.recipe.data.batch_size,
+            batch_size=data.batch_size,
             shuffle=True,
             drop_last=True,
-            num_workers=self.recipe.data.num_workers,
-            generator=generator,
+            num_workers=data.num_workers,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(self.recipe.train.seed),
         )
+
+    def _epoch(self, loader: Any, epoch: int, batches_done: int, batches_per_epoch: int) -> Any:
+        """The batches of ``epoch`` not consumed yet (resume skips ``batches_done``)."""
+        if self.streaming:
+            self.dataset.set_epoch(epoch)
+            return itertools.islice(iter(loader), batches_done, batches_per_epoch)
+        loader.set_epoch(epoch)
+        return self.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+
+    def _gather_skipped(self, local: list[str]) -> list[str]:
+        from accelerate.utils import gather_object
+
+        return list(gather_object(local)) if self.accelerator.num_processes > 1 else list(local)
 
     def _total_steps(self, settings: StageSettings, batches_per_epoch: int) -> int:
         if settings.steps:
@@ -305,10 +339,18 @@ class Run:
             load_weights(final_dir / WEIGHTS_FILE, self.pipeline)
             saved = json.loads((final_dir / STATE_FILE).read_text())
             self.log(f"{stage}: already finished in {final_dir}; loaded its weights")
-            return StageResult(steps=saved["step"], final_loss=saved.get("final_loss"), skipped=True, losses=[tuple(x) for x in saved.get("losses", [])])
-        if stage == "stage2" and not self.recipe.stage1.enabled:
+            return StageResult(
+                steps=saved["step"],
+                final_loss=saved.get("final_loss"),
+                already_finished=True,
+                losses=[tuple(x) for x in saved.get("losses", [])],
+                skipped_samples=saved.get("skipped_samples", []),
+            )
+        if stage == "stage2" and "stage1" not in self.recipe.active_stages():
             if self.recipe.stage2.init_from:
                 self._init_stage2_from(self.recipe.stage2.init_from)
+            elif self.recipe.schedule == "end_to_end":
+                self.log("stage2: end-to-end schedule: encoder LoRA and a fresh denoiser train together from step 0")
             else:
                 self.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
 
@@ -317,8 +359,14 @@ class Run:
             trainable, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
         )
         acc.free_memory()  # drop the previous stage's wrappers
-        model, optimizer, loader = acc.prepare(self.pipeline, optimizer, self._dataloader())
-        total = self._total_steps(settings, len(loader))
+        if self.streaming:
+            model, optimizer = acc.prepare(self.pipeline, optimizer)
+            loader = self._dataloader()
+            batches_per_epoch = len(self.dataset) // (self.recipe.data.batch_size * acc.num_processes)
+        else:
+            model, optimizer, loader = acc.prepare(self.pipeline, optimizer, self._dataloader())
+            batches_per_epoch = len(loader)
+        total = self._total_steps(settings, batches_per_epoch)
         accum = self.recipe.train.gradient_accumulation_steps
         result = StageResult()
         step, epoch, batches_done = 0, 0, 0
@@ -327,6 +375,7 @@ class Run:
             state = load_checkpoint(checkpoints[-1], self.pipeline, optimizer.optimizer)
             step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
             result.losses = [tuple(x) for x in state.get("losses", [])]
+            result.skipped_samples = state.get("skipped_samples", [])
             result.resumed_from = str(checkpoints[-1])
             self.log(f"{stage}: resuming from {checkpoints[-1]} (step {step}/{total})")
         n_trainable = sum(p.numel() for p in trainable)
@@ -342,18 +391,17 @@ class Run:
         samples_per_step = self.recipe.data.batch_size * world * accum
         bar = self._progress(stage, total, step)
         start = time.perf_counter()
-        last_time, micro, running = start, step * accum, []
+        last_time, micro, running, skipped = start, step * accum, [], []
         while step < total:
-            loader.set_epoch(epoch)
-            batches = acc.skip_first_batches(loader, batches_done) if batches_done else loader
-            for batch in batches:
+            for batch in self._epoch(loader, epoch, batches_done, batches_per_epoch):
                 batches_done += 1
+                skipped.extend(batch["skipped"])
                 torch.manual_seed(step_seed(seed, stage_index, micro, rank))
                 micro += 1
                 with acc.accumulate(model):
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(settings.learning_rate, settings.warmup_steps, step)
-                    loss = model(batch["pixel_values"])
+                    loss = model(batch["pixel_values"].to(acc.device, non_blocking=True))
                     acc.backward(loss)
                     if acc.sync_gradients and settings.max_grad_norm:
                         acc.clip_grad_norm_(trainable, settings.max_grad_norm)
@@ -379,12 +427,18 @@ class Run:
                 )
                 every = self.recipe.train.checkpoint_every
                 if every and step % every == 0 and step < total:
+                    result.skipped_samples += self._gather_skipped(skipped)
+                    skipped = []
                     self._save_checkpoint(ckpt_dir, optimizer.optimizer, step, epoch, batches_done, result)
                 if step >= total:
                     break
             else:
                 epoch, batches_done = epoch + 1, 0
         bar.close()
+        result.skipped_samples += self._gather_skipped(skipped)
+        if result.skipped_samples:
+            first = ", ".join(result.skipped_samples[:5])
+            self.log(f"{stage}: skipped {len(result.skipped_samples)} unreadable sample(s), first: {first}")
         result.steps = step
         result.final_loss = result.losses[-1][1] if result.losses else None
         result.wall_time_s = time.perf_counter() - start
@@ -395,7 +449,8 @@ class Run:
 
             save_file(self._stage_state(), final_dir / WEIGHTS_FILE, metadata={"format": "pt"})
             (final_dir / STATE_FILE).write_text(
-                json.dumps({"step": step, "final_loss": result.final_loss, "losses": result.losses, "wall_time_s": result.wall_time_s})
+                json.dumps({"step": step, "final_loss": result.final_loss, "losses": result.losses,
+                            "wall_time_s": result.wall_time_s, "skipped_samples": result.skipped_samples})
             )
         acc.wait_for_everyone()
         self.log(f"{stage}: done, final loss {result.final_loss:.4f}, {result.wall_time_s:.1f} s -> {final_dir}")
@@ -406,7 +461,8 @@ class Run:
 
     def _save_checkpoint(self, ckpt_dir: Path, optimizer: torch.optim.Optimizer, step: int, epoch: int, batches_done: int, result: StageResult) -> None:
         if self.accelerator.is_main_process:
-            state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses}
+            state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,
+                     "skipped_samples": result.skipped_samples}
             save_checkpoint(ckpt_dir / f"checkpoint-{step}", self.pipeline, optimizer, state)
             prune_checkpoints(ckpt_dir, self.recipe.train.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -473,7 +529,8 @@ class Run:
             "mixed_precision": self.accelerator.mixed_precision,
             "stages": {
                 name: {"steps": r.steps, "final_loss": r.final_loss, "wall_time_s": round(r.wall_time_s, 2),
-                       "resumed_from": r.resumed_from, "skipped": r.skipped, "losses": r.losses}
+                       "resumed_from": r.resumed_from, "already_finished": r.already_finished, "losses": r.losses,
+                       "skipped_samples": {"count": len(r.skipped_samples), "first": r.skipped_samples[:20]}}
                 for name, r in self.results.items()
             },
             "export": self.export_info,
@@ -489,11 +546,9 @@ class Run:
         self.setup_accelerator()
         self.prepare_output()
         self.setup_models()
-        for stage in STAGES:
-            settings = getattr(self.recipe, stage)
-            if settings.enabled:
-                self.results[stage] = self.train_stage(stage, settings)
-                self.write_summary(time.perf_counter() - start, completed=False)
+        for stage in self.recipe.active_stages():
+            self.results[stage] = self.train_stage(stage, getattr(self.recipe, stage))
+            self.write_summary(time.perf_counter() - start, completed=False)
         if self.recipe.export.enabled and self.recipe.stage2.enabled:
             self.export_info = self.export()
         elif self.recipe.export.enabled:

@@ -89,6 +89,10 @@ class Recipe(_Strict):
 
     name: str
     description: str = ""
+    schedule: Literal["two_stage", "end_to_end"] = Field(
+        "two_stage",
+        description="two_stage: stage1 then stage2; end_to_end: no stage1, encoder and denoiser train together from step 0",
+    )
     output_dir: str | None = Field(None, description="default for --output-dir; relative to the working directory")
     encoder: ComponentRef
     conditioner: ComponentRef = Field(default_factory=lambda: ComponentRef(name="cls"))
@@ -102,9 +106,23 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _something_trains(self) -> "Recipe":
-        if not self.stage1.enabled and not self.stage2.enabled:
+        if not self.active_stages():
             raise ValueError("stage1 and stage2 are both disabled: nothing would train")
+        if self.schedule == "end_to_end":
+            if not self.stage2.enabled:
+                raise ValueError("schedule end_to_end trains in stage2, which is disabled")
+            if self.stage2.mode != "all" or self.stage2.init_from:
+                raise ValueError("schedule end_to_end trains the denoiser from scratch: needs stage2.mode 'all' and no stage2.init_from")
         return self
+
+    def active_stages(self) -> list[str]:
+        """The stages that run, in order."""
+        stages = []
+        if self.stage1.enabled and self.schedule == "two_stage":
+            stages.append("stage1")
+        if self.stage2.enabled:
+            stages.append("stage2")
+        return stages
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Built-in conditioners: ``cls``."""
+"""Built-in conditioners: ``cls`` and ``cls_local``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl
 
-from .params import ClsParams
+from .params import ClsLocalParams, ClsParams
 
 
-def _build_cls(params: ClsParams, encoder: Any, condition: Any, meta: bool = False) -> Any:
+def _build(params: ClsParams, encoder: Any, condition: Any, meta: bool = False) -> Any:
     import torch
 
     from .cls import ClsConditioner
@@ -26,8 +26,15 @@ def genhancer_components() -> list[ComponentSpec]:
         ComponentSpec(
             kind="conditioner",
             name="cls",
-            factory=_build_cls,
+            factory=_build,
             params=ClsParams,
             description="global (class) token only; projector h = LayerNorm, Linear, GELU, Linear per stream",
-        )
+        ),
+        ComponentSpec(
+            kind="conditioner",
+            name="cls_local",
+            factory=_build,
+            params=ClsLocalParams,
+            description="global token + a share n of local patch tokens as extra condition tokens (Fig. 5 ablation)",
+        ),
     ]

@@ -1,12 +1,20 @@
-"""Conditioner ``cls``: the encoder's global token only, through projector h."""
+"""Conditioners ``cls`` and ``cls_local``.
+
+``cls``: the encoder's global token only, through projector h, into the
+denoiser's condition inputs (the pooled modulation vector and one condition
+token). ``cls_local`` adds round(n * N) of the N local patch tokens, each
+through its own projector, as further condition tokens (the paper's Fig. 5
+ablation); with n = 0 it builds exactly the same module as ``cls``.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from genhancer_plugins.interfaces import Condition, ConditionSpec, Conditioner, EncoderOutput, EncoderSpec
 
-from .params import ClsParams
+from .params import ClsLocalParams, ClsParams
 
 
 def projector(in_dim: int, out_dim: int, hidden_dim: int | None = None) -> nn.Sequential:
@@ -16,8 +24,8 @@ def projector(in_dim: int, out_dim: int, hidden_dim: int | None = None) -> nn.Se
 
 
 class ClsConditioner(Conditioner):
-    """One projector stream per condition input the denoiser accepts: the
-    pooled modulation vector and a single condition token."""
+    """One projector stream per condition input the denoiser accepts, plus
+    (for ``cls_local``) one for the selected local tokens."""
 
     def __init__(self, params: ClsParams, encoder: EncoderSpec, condition: ConditionSpec):
         super().__init__()
@@ -26,10 +34,29 @@ class ClsConditioner(Conditioner):
         d = encoder.global_dim
         self.to_pooled = projector(d, condition.pooled_dim, params.hidden_dim) if condition.pooled_dim else None
         self.to_token = projector(d, condition.token_dim, params.hidden_dim) if condition.token_dim else None
+        fraction = params.fraction if isinstance(params, ClsLocalParams) else 0.0
+        self.selection = params.selection if isinstance(params, ClsLocalParams) else "random"
+        self.num_local = round(fraction * encoder.num_local_tokens)
+        self.to_local = None
+        if self.num_local:
+            if condition.token_dim is None:
+                raise ValueError("local tokens need a denoiser that accepts condition tokens")
+            self.to_local = projector(encoder.local_dim, condition.token_dim, params.hidden_dim)
+
+    def select_local(self, local: Tensor) -> Tensor:
+        """Indices [B, k] of the local tokens used, in spatial order."""
+        batch, n = local.shape[:2]
+        if self.selection == "even":
+            picked = torch.linspace(0, n - 1, self.num_local, device=local.device).round().long()
+            return picked.unsqueeze(0).expand(batch, -1)
+        return torch.rand(batch, n, device=local.device).argsort(dim=1)[:, : self.num_local].sort(dim=1).values
 
     def forward(self, encoded: EncoderOutput) -> Condition:
         g = encoded.global_token
-        return Condition(
-            pooled=self.to_pooled(g) if self.to_pooled is not None else None,
-            tokens=self.to_token(g).unsqueeze(1) if self.to_token is not None else None,
-        )
+        tokens = self.to_token(g).unsqueeze(1) if self.to_token is not None else None
+        if self.to_local is not None:
+            local = encoded.local_tokens
+            index = self.select_local(local)
+            picked = local.gather(1, index.unsqueeze(-1).expand(-1, -1, local.shape[-1]))
+            tokens = torch.cat([tokens, self.to_local(picked)], dim=1)
+        return Condition(pooled=self.to_pooled(g) if self.to_pooled is not None else None, tokens=tokens)

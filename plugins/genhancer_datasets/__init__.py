@@ -1,4 +1,4 @@
-"""Built-in datasets: ``synthetic`` and ``image_folder``."""
+"""Built-in datasets: ``synthetic``, ``image_folder`` and ``webdataset``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl
 
-from .params import ImageFolderParams, SyntheticParams
+from .params import ImageFolderParams, SyntheticParams, WebDatasetParams
 
 
 def _build_synthetic(params: SyntheticParams, image_size: int, seed: int = 0) -> Any:
@@ -19,6 +19,12 @@ def _build_image_folder(params: ImageFolderParams, image_size: int, seed: int = 
     from .image_folder import ImageFolder
 
     return ImageFolder(params, image_size, seed)
+
+
+def _build_webdataset(params: WebDatasetParams, image_size: int, seed: int = 0) -> Any:
+    from .webdataset import WebDataset
+
+    return WebDataset(params, image_size, seed)
 
 
 @hookimpl
@@ -36,6 +42,13 @@ def genhancer_components() -> list[ComponentSpec]:
             name="image_folder",
             factory=_build_image_folder,
             params=ImageFolderParams,
-            description="every image under a directory (recursive); random resized crop 0.9-1.0, bicubic",
+            description="every image under a directory (recursive) or in a JSONL/CSV list; random resized crop 0.9-1.0",
+        ),
+        ComponentSpec(
+            kind="dataset",
+            name="webdataset",
+            factory=_build_webdataset,
+            params=WebDatasetParams,
+            description="img2dataset tar shards (CC3M's usual form); streaming, sharded per process and worker",
         ),
     ]

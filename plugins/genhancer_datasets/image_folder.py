@@ -1,49 +1,68 @@
-"""Dataset ``image_folder``: every image under a directory, recursively.
+"""Dataset ``image_folder``: every image under a directory, or a JSONL/CSV list.
 
 Training preprocessing as the paper's release does it: a random resized crop
 covering 90-100 % of the image (bicubic) at the encoder's resolution; each
-component applies its own normalisation afterwards.
+component applies its own normalisation afterwards. An unreadable image is
+skipped (the next one is used) and reported, never a crash mid-run.
 """
 
 from __future__ import annotations
 
-import math
+import csv
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
+from .common import load_image, random_resized_crop, sample, to_tensor
 from .params import ImageFolderParams
-from .synthetic import to_tensor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+MAX_CONSECUTIVE_FAILURES = 50
 
 
-def random_resized_crop(image: Image.Image, size: int, scale: tuple[float, float], rng: random.Random) -> Image.Image:
-    width, height = image.size
-    area = width * height
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        w = int(round(math.sqrt(target * ratio)))
-        h = int(round(math.sqrt(target / ratio)))
-        if 0 < w <= width and 0 < h <= height:
-            left, top = rng.randint(0, width - w), rng.randint(0, height - h)
-            return image.resize((size, size), Image.BICUBIC, box=(left, top, left + w, top + h))
-    return image.resize((size, size), Image.BICUBIC)
+def read_list_file(path: Path) -> list[Path]:
+    if not path.is_file():
+        raise FileNotFoundError(f"image_folder: data.params.list_file {path} not found")
+    base = path.parent
+    entries: list[str] = []
+    if path.suffix.lower() == ".jsonl":
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                entries.append(record["image"] if "image" in record else record["path"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{number}: expected a JSON object with an `image` (or `path`) field") from None
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            column = next((c for c in ("image", "path") if c in (reader.fieldnames or [])), None)
+            if column is None:
+                raise ValueError(f"{path}: CSV needs an `image` or `path` column, found {reader.fieldnames}")
+            entries = [row[column] for row in reader]
+    else:
+        raise ValueError(f"{path}: list files are .jsonl or .csv")
+    return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
 
 
 class ImageFolder(torch.utils.data.Dataset):
     def __init__(self, params: ImageFolderParams, image_size: int, seed: int = 0):
-        root = Path(params.root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"image_folder: data.params.root {root} is not a directory")
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if params.root is not None:
+            root = Path(params.root).expanduser()
+            if not root.is_dir():
+                raise FileNotFoundError(f"image_folder: data.params.root {root} is not a directory")
+            self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.base = root
+        else:
+            list_file = Path(params.list_file).expanduser()
+            self.files = read_list_file(list_file)
+            self.base = list_file.parent
         if not self.files:
-            raise FileNotFoundError(f"image_folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
-        self.root = root
+            raise FileNotFoundError(f"image_folder: no images found ({params.root or params.list_file})")
         self.params = params
         self.image_size = image_size
         self.seed = seed
@@ -51,14 +70,23 @@ class ImageFolder(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.files[index]
-        # torch's RNG: seeded per step by the engine (and per worker by the DataLoader).
-        rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)
+    def _key(self, path: Path) -> str:
         try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError as exc:
-            raise OSError(f"image_folder: cannot read {path}: {exc}") from None
-        crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng)
-        return {"pixel_values": to_tensor(crop), "key": str(path.relative_to(self.root))}
+            return str(path.relative_to(self.base))
+        except ValueError:
+            return str(path)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        skipped: list[str] = []
+        for attempt in range(MAX_CONSECUTIVE_FAILURES):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                image = load_image(str(path))
+            except Exception:  # unreadable, truncated or not an image: skip and report
+                skipped.append(self._key(path))
+                continue
+            # torch's RNG: seeded per step by the engine (and per worker by the DataLoader).
+            rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)
+            crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng)
+            return sample(to_tensor(crop), self._key(path), skipped)
+        raise RuntimeError(f"image_folder: {MAX_CONSECUTIVE_FAILURES} unreadable images in a row from {skipped[0]}; is this an image collection?")

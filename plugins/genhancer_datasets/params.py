@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from genhancer_plugins.components import Params
 
@@ -12,6 +12,36 @@ class SyntheticParams(Params):
     max_shapes: PositiveInt = Field(3, description="shapes drawn per image: 1..max_shapes")
 
 
-class ImageFolderParams(Params):
-    root: str = Field(..., description="directory searched recursively for images (.jpg, .jpeg, .png, .webp, .bmp)")
+class CropParams(Params):
     crop_scale: tuple[float, float] = Field((0.9, 1.0), description="random resized crop area range (1, 1: plain resize)")
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> "CropParams":
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+        return self
+
+
+class ImageFolderParams(CropParams):
+    root: str | None = Field(None, description="directory searched recursively for images (.jpg, .jpeg, .png, .webp, .bmp)")
+    list_file: str | None = Field(
+        None, description="JSONL ({\"image\": path} per line) or CSV (column image or path) of image paths, relative to the file"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ImageFolderParams":
+        if (self.root is None) == (self.list_file is None):
+            raise ValueError("set exactly one of `root` (a directory) or `list_file` (JSONL/CSV of image paths)")
+        return self
+
+
+class WebDatasetParams(CropParams):
+    shards: str | list[str] = Field(
+        ..., description="tar shards in the img2dataset layout: a brace pattern (data/{00000..00331}.tar) or a list"
+    )
+    num_samples: PositiveInt | None = Field(
+        None, description="epoch length; default: the sum of `successes` in the shards' *_stats.json files"
+    )
+    shuffle_buffer: int = Field(1000, ge=0, description="samples held for shuffling (0: stream order)")
+    image_keys: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"], description="extensions tried in order")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .common import sample, to_tensor
 from .params import SyntheticParams
 
 
@@ -40,12 +41,6 @@ def render(rng: np.random.Generator, size: int, max_shapes: int) -> Image.Image:
     return image
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor [3, H, W] in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
 class SyntheticImages(torch.utils.data.Dataset):
     def __init__(self, params: SyntheticParams, image_size: int, seed: int = 0):
         self.params = params
@@ -60,4 +55,4 @@ class SyntheticImages(torch.utils.data.Dataset):
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
         image = render(rng, self.image_size, self.params.max_shapes)
-        return {"pixel_values": to_tensor(image), "key": f"synthetic-{index:06d}"}
+        return sample(to_tensor(image), f"synthetic-{index:06d}", [])

@@ -1,0 +1,54 @@
+"""Built-in discrete path: tokenizer ``vq`` and denoiser ``perceiver``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from genhancer_plugins import ComponentSpec, hookimpl
+
+from .params import PerceiverParams, VQParams
+
+
+def _build_vq(params: VQParams, meta: bool = False) -> Any:
+    from .vq import build_vq
+
+    return build_vq(params, meta=meta)
+
+
+def _build_perceiver(params: PerceiverParams, target: Any, meta: bool = False) -> Any:
+    import torch
+
+    from .perceiver import PerceiverDenoiser
+
+    if meta:
+        with torch.device("meta"):
+            return PerceiverDenoiser(params, target)
+    return PerceiverDenoiser(params, target)
+
+
+@hookimpl
+def genhancer_components() -> list[ComponentSpec]:
+    presets = yaml.safe_load(resources.files(__name__).joinpath("presets.yaml").read_text())
+    return [
+        ComponentSpec(
+            kind="tokenizer",
+            name="vq",
+            factory=_build_vq,
+            params=VQParams,
+            presets=presets["vq"],
+            default_preset="amused-vqgan-f16",
+            description="frozen diffusers VQModel (VQ-GAN); images <-> code indices",
+        ),
+        ComponentSpec(
+            kind="denoiser",
+            name="perceiver",
+            factory=_build_perceiver,
+            params=PerceiverParams,
+            presets=presets["perceiver"],
+            default_preset="perceiver-6",
+            description="Perceiver masked-token predictor; condition via cross-attention keys/values",
+        ),
+    ]
