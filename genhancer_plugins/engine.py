@@ -198,7 +198,10 @@ class Run:
         precision = self.accelerator.mixed_precision
         if precision in ("bf16", "fp16"):  # frozen weights live in the compute dtype
             self.pipeline.tokenizer.to(torch.bfloat16 if precision == "bf16" else torch.float16)
-        self.dataset = self.components["data"].build(image_size=models["encoder"].spec.image_size, seed=self.recipe.train.seed)
+        try:
+            self.dataset = self.components["data"].build(image_size=models["encoder"].spec.image_size, seed=self.recipe.train.seed)
+        except (FileNotFoundError, ValueError) as exc:  # a missing shard or directory: fail at start-up, clearly
+            raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         if len(self.dataset) == 0:
             raise RunError(f"dataset {self.recipe.data.name!r} is empty")
         if self.recipe.train.report_to:
@@ -306,6 +309,15 @@ class Run:
             return itertools.islice(iter(loader), batches_done, batches_per_epoch)
         loader.set_epoch(epoch)
         return self.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+
+    def _probe_images(self, count: int) -> torch.Tensor:
+        """A few fixed images (the dataset's first) for checks such as the export's."""
+        if self.streaming:
+            self.dataset.set_epoch(0)
+            items = list(itertools.islice(iter(self.dataset), count))
+        else:
+            items = [self.dataset[i] for i in range(min(count, len(self.dataset)))]
+        return torch.stack([item["pixel_values"] for item in items])
 
     def _gather_skipped(self, local: list[str]) -> list[str]:
         from accelerate.utils import gather_object
@@ -479,7 +491,7 @@ class Run:
         acc = self.accelerator
         encoder = self.pipeline.encoder
         encoder.eval()
-        probe = torch.stack([self.dataset[i]["pixel_values"] for i in range(min(4, len(self.dataset)))]).to(acc.device)
+        probe = self._probe_images(4).to(acc.device)
         with torch.no_grad():
             before = encoder(probe).global_token.float()
         merge_lora(encoder)
@@ -491,7 +503,11 @@ class Run:
                 shutil.rmtree(tmp)
             encoder.save_pretrained(tmp)
             comp = self.components["encoder"]
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a local reload needs no loading bar
             reloaded = comp.registered.spec.factory(comp.params.model_copy(update={"source": str(tmp)}))
+            hf_logging.enable_progress_bar()
             reloaded.to(acc.device).eval()
             with torch.no_grad():
                 after = reloaded(probe).global_token.float()

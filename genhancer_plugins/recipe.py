@@ -157,7 +157,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _forget_component_settings(section: dict[str, Any], origins: dict[str, str], path: str) -> None:
+    """``preset`` and ``params`` belong to the named component: when a child
+    recipe or --set names another one, the old component's settings go."""
+    for key in ("preset", "params"):
+        if key in section:
+            del section[key]
+            for stale in [p for p in origins if p == f"{path}.{key}" or p.startswith(f"{path}.{key}.")]:
+                del origins[stale]
+
+
 def _merge(base: dict[str, Any], child: Mapping[str, Any], origins: dict[str, str], source: str, prefix: str = "") -> None:
+    if "name" in child and "name" in base and child["name"] != base["name"]:
+        _forget_component_settings(base, origins, prefix.rstrip("."))
     for key, value in child.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -218,6 +230,8 @@ def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str
         if not isinstance(child, dict):
             raise RecipeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a mapping")
         node = child
+    if keys[-1] == "name" and len(keys) > 1 and node.get("name", value) != value:
+        _forget_component_settings(node, origins, ".".join(keys[:-1]))
     node[keys[-1]] = value
     _mark(origins, ".".join(keys), value, "--set")
 

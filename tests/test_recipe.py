@@ -58,6 +58,18 @@ def test_set_overrides_parse_yaml_values(tiny_recipe):
         load_recipe(tiny_recipe, ["stage1.steps=0"])
 
 
+def test_naming_another_component_drops_the_old_ones_settings(tmp_path):
+    write_recipe(tmp_path, {**TINY, "denoiser": {"name": "rectified_flow", "preset": "tiny", "params": {"guidance": 2.0}}}, "base.yaml")
+    child = write_recipe(tmp_path, {"extends": "base.yaml", "denoiser": {"name": "perceiver"}}, "child.yaml")
+    assert load_recipe(child).recipe.denoiser.model_dump() == {"name": "perceiver", "preset": None, "params": {}}
+    same = write_recipe(tmp_path, {"extends": "base.yaml", "denoiser": {"name": "rectified_flow", "params": {"guidance": 3.0}}}, "same.yaml")
+    assert load_recipe(same).recipe.denoiser.preset == "tiny"  # same component: merged key by key
+    loaded = load_recipe(tmp_path / "base.yaml", ["denoiser.name=perceiver"])
+    assert loaded.recipe.denoiser.params == {} and loaded.recipe.denoiser.preset is None
+    kept = load_recipe(tmp_path / "base.yaml", ["data.name=synthetic"])
+    assert kept.recipe.data.params == {"num_images": 64}
+
+
 def test_circular_extends(tmp_path):
     write_recipe(tmp_path, {"extends": "b.yaml"}, "a.yaml")
     write_recipe(tmp_path, {"extends": "a.yaml"}, "b.yaml")
@@ -90,7 +102,14 @@ def test_preset_values_are_overridden_field_by_field(tmp_path, manager):
     assert (params.num_layers, params.num_single_layers, params.guidance) == (3, 6, 1.0)
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "paper").glob("[!b]*.yaml")), ids=lambda p: p.stem)
+CONTINUOUS = [p for p in sorted((ROOT / "recipes" / "paper").glob("*.yaml")) if "base" not in p.stem and "discrete" not in p.stem]
+
+
+def test_every_paper_backbone_has_a_continuous_recipe():
+    assert [p.stem for p in CONTINUOUS] == ["clip_l14_224", "clip_l14_336", "metaclip_h14", "metaclip_l14", "siglip_so400m_224", "siglip_so400m_384"]
+
+
+@pytest.mark.parametrize("recipe", CONTINUOUS, ids=lambda p: p.stem)
 def test_paper_recipes_validate_offline(recipe, manager):
     plan = make_plan(load_recipe(recipe), manager, None)
     assert plan["parameters"]["denoiser"] == 1_310_154_816
