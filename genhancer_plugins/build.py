@@ -44,6 +44,21 @@ def resolve_components(loaded: LoadedRecipe, manager: PluginManager) -> dict[str
     return resolved
 
 
+def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager) -> list[ResolvedComponent]:
+    """The recipe's ``eval:`` entries, looked up and validated."""
+    from .recipe import resolve_params
+
+    resolved = []
+    for index, ref in enumerate(loaded.recipe.eval):
+        section = f"eval.{index}"
+        try:
+            registered = manager.get("evaluator", ref.name)
+        except ComponentNotFound as exc:
+            raise loaded.error(f"{section}.name", str(exc)) from None
+        resolved.append(ResolvedComponent(section, "evaluator", ref, registered, resolve_params(loaded, section, ref, registered.spec)))
+    return resolved
+
+
 def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -> dict[str, Any]:
     """Encoder, tokenizer, denoiser and conditioner, wired by their specs."""
     encoder = components["encoder"].build(meta=meta)
@@ -125,6 +140,11 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             warmup_steps=settings.warmup_steps,
         )
     plan["stages"] = stages
+    plan["eval"] = [
+        {"name": e.ref.name, "provided_by": f"{e.registered.source.distribution} {e.registered.source.version}",
+         "params": e.params.model_dump(mode="json")}
+        for e in resolve_evaluators(loaded, manager)
+    ]
     data = recipe.data
     plan["data"] = {
         "dataset": data.name,

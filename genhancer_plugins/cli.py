@@ -17,6 +17,7 @@ EPILOG = """examples:
   genhancer run recipes/tiny.yaml --output-dir runs/tiny
   genhancer run recipes/paper/clip_l14_224.yaml --set stage1.steps=2000 --resume
   genhancer validate recipes/paper/siglip_so400m_384.yaml --json
+  genhancer eval mmvp_vlm -p root=data/MMVP_VLM -m openai/clip-vit-large-patch14 -m runs/clip/export -o eval/mmvp
   genhancer plugins
 """
 
@@ -66,6 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(validate)
     validate.add_argument("--output-dir", "-o", help="output directory to report (default: the recipe's)")
     validate.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ev = sub.add_parser(
+        "eval",
+        help="run one evaluator on any number of models, side by side",
+        description=(
+            "Evaluate models (GenHancer exports, local Hugging Face directories or hub ids) with one evaluator "
+            "and write per-model predictions, summary.json, a table and the evaluator's plot under --output."
+        ),
+    )
+    ev.add_argument("name", help="evaluator name (see `genhancer plugins`), e.g. mmvp_vlm, zeroshot, retrieval")
+    ev.add_argument("--model", "-m", dest="models", action="append", required=True, metavar="MODEL",
+                    help="directory or hub id; repeat to compare (the first is the reference for differences)")
+    ev.add_argument("--label", dest="labels", action="append", default=[], metavar="NAME", help="names for the models, in order")
+    ev.add_argument("--param", "-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                    help="evaluator parameter, e.g. -p root=/data/MMVP_VLM (repeatable; VALUE is YAML)")
+    ev.add_argument("--text-from", help="text tower for vision-only models that record none")
+    ev.add_argument("--output", "-o", required=True, help="output directory")
+    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     plugins = sub.add_parser(
         "plugins",
@@ -171,6 +190,62 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from .errors import RecipeError, RunError
+    from .evaluation import load_model, run_evaluation
+    from .manager import ComponentNotFound, load_plugins
+    from .recipe import parse_override
+
+    manager = load_plugins()
+    try:
+        registered = manager.get("evaluator", args.name)
+    except ComponentNotFound as exc:
+        raise RunError(str(exc)) from None
+    values: dict[str, Any] = {}
+    for text in args.params:
+        keys, value = parse_override(text)
+        node = values
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    try:
+        params = registered.spec.params.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise RecipeError(f"evaluator {args.name}: {problems}") from None
+    try:
+        evaluator = registered.spec.factory(params)
+    except (FileNotFoundError, ValueError) as exc:
+        raise RunError(f"evaluator {args.name}: {exc}") from None
+    if args.labels and len(args.labels) != len(args.models):
+        raise RunError(f"{len(args.labels)} --label for {len(args.models)} --model")
+    labels = args.labels or _labels(args.models)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    models = {label: load_model(manager, source, args.text_from, device) for label, source in zip(labels, args.models)}
+    output = Path(args.output)
+    _, table = run_evaluation(evaluator, models, output, reference=labels[0])
+    print(table)
+    print(f"results: {output / 'summary.json'}")
+    return 0
+
+
+def _labels(sources: list[str]) -> list[str]:
+    """Short, unique names: the last path part, made unique with its parent when needed."""
+    from pathlib import Path
+
+    labels = [Path(s.rstrip("/")).name or s for s in sources]
+    for i, label in enumerate(labels):
+        if labels.count(label) > 1:
+            labels[i] = "_".join(Path(sources[i].rstrip("/")).parts[-2:])
+    return labels
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Run
     from .manager import load_plugins
@@ -201,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from .errors import RecipeError, RunError
 
-    handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins}
+    handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "eval": cmd_eval}
     try:
         return handlers[args.command](args)
     except RecipeError as exc:

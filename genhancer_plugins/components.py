@@ -12,6 +12,7 @@ denoiser      ``target: TargetSpec, meta``                    :class:`Denoiser`
 conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
                                                               :class:`Conditioner`
 dataset       ``image_size: int, seed: int``                  :class:`ImageDataset`
+evaluator     (nothing else)                                  :class:`~genhancer_plugins.evaluation.Evaluator`
 ============  ==============================================  =================
 
 ``meta=True`` asks for the architecture only, built on the ``meta`` device
@@ -27,8 +28,8 @@ from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset"]
-COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset")
+ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator"]
+COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator")
 
 
 class Params(BaseModel):

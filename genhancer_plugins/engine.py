@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .build import ResolvedComponent, build_models, resolve_components
+from .build import ResolvedComponent, build_models, resolve_components, resolve_evaluators
 from .checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
@@ -52,7 +52,7 @@ from .manager import PluginManager
 from .recipe import LoadedRecipe, StageSettings, dump_yaml
 
 STAGES = ("stage1", "stage2")
-OUTPUT_ENTRIES = ("stage1", "stage2", "export", "logs", "run.json", "recipe.yaml")
+OUTPUT_ENTRIES = ("stage1", "stage2", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml")
 EXPORT_TOLERANCE = 1e-4
 
 
@@ -137,8 +137,10 @@ class Run:
         self.overwrite = overwrite
         self.show_progress = show_progress
         self.components: dict[str, ResolvedComponent] = resolve_components(loaded, manager)
+        self.evaluator_specs = resolve_evaluators(loaded, manager)
         self.results: dict[str, StageResult] = {}
         self.export_info: dict[str, Any] | None = None
+        self.eval_results: dict[str, dict[str, Any]] = {}
 
     # -- phase 1 ---------------------------------------------------------
     def prepare_output(self) -> None:
@@ -204,6 +206,12 @@ class Run:
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         if len(self.dataset) == 0:
             raise RunError(f"dataset {self.recipe.data.name!r} is empty")
+        self.evaluators = []
+        for spec in self.evaluator_specs:
+            try:
+                self.evaluators.append(spec.build())
+            except (FileNotFoundError, ValueError) as exc:  # a missing benchmark: fail before training, not after
+                raise RunError(f"{spec.section} ({spec.ref.name}): {exc}") from None
         if self.recipe.train.report_to:
             self.accelerator.init_trackers(self.recipe.name, config=self._tracker_config())
         self.manager.hook.genhancer_run_start(run=RunInfo(self.recipe, self.output_dir, self.modules(), *self._rank()))
@@ -503,11 +511,7 @@ class Run:
                 shutil.rmtree(tmp)
             encoder.save_pretrained(tmp)
             comp = self.components["encoder"]
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # a local reload needs no loading bar
             reloaded = comp.registered.spec.factory(comp.params.model_copy(update={"source": str(tmp)}))
-            hf_logging.enable_progress_bar()
             reloaded.to(acc.device).eval()
             with torch.no_grad():
                 after = reloaded(probe).global_token.float()
@@ -534,6 +538,51 @@ class Run:
         self.manager.hook.genhancer_export_end(export=ExportInfo(export_dir, self.recipe, acc.process_index))
         return info
 
+    # -- evaluation (before training and after export) ---------------------
+    def _original_source(self) -> str:
+        """Where the untouched encoder can be loaded from: its source, or a copy written now."""
+        source = getattr(self.components["encoder"].params, "source", None)
+        if source:
+            return str(source)
+        original = self.output_dir / "original"
+        if self.accelerator.is_main_process and not (original / "config.json").is_file():
+            self.pipeline.encoder.save_pretrained(original)
+        return str(original)
+
+    def evaluate(self, phase: str, source: str) -> None:
+        """Apply every recipe evaluator to ``source`` (main process); ``phase`` is original or enhanced."""
+        from .evaluation import evaluate_one, load_model, read_result, write_comparison
+
+        if not self.evaluators:
+            return
+        if self.accelerator.is_main_process:
+            device = str(self.accelerator.device)
+            model = None
+            for spec, evaluator in zip(self.evaluator_specs, self.evaluators):
+                folder = self.output_dir / "eval" / evaluator.name
+                result = read_result(folder, phase) if self.resume else None
+                if result is None:
+                    model = model or load_model(self.manager, source, device=device)
+                    self.log(f"eval: {evaluator.name} on the {phase} encoder ({source})")
+                    result = evaluate_one(evaluator, model, phase, folder)
+                entry = self.eval_results.setdefault(evaluator.name, {})
+                entry[phase] = result
+                if phase == "enhanced" and "original" in entry:
+                    table = write_comparison(evaluator, {"original": entry["original"], "enhanced": result}, folder, reference="original")
+                    self.log(f"{evaluator.name} (original vs enhanced):\n{table}")
+        self.accelerator.wait_for_everyone()
+
+    def _eval_summary(self) -> dict[str, Any]:
+        summary = {}
+        for name, phases in self.eval_results.items():
+            entry = {phase: result.metrics for phase, result in phases.items()}
+            if "original" in phases and "enhanced" in phases:
+                a, b = phases["original"].metrics, phases["enhanced"].metrics
+                entry["difference"] = {k: b[k] - v for k, v in a.items() if k in b}
+                entry["primary"] = phases["original"].primary
+            summary[name] = entry
+        return summary
+
     # -- phase 5 ---------------------------------------------------------
     def write_summary(self, wall_time: float, completed: bool) -> dict[str, Any]:
         summary = {
@@ -550,6 +599,7 @@ class Run:
                 for name, r in self.results.items()
             },
             "export": self.export_info,
+            "eval": self._eval_summary(),
             "wall_time_s": round(wall_time, 2),
             "completed": completed,
         }
@@ -562,11 +612,14 @@ class Run:
         self.setup_accelerator()
         self.prepare_output()
         self.setup_models()
+        if self.evaluators:
+            self.evaluate("original", self._original_source())
         for stage in self.recipe.active_stages():
             self.results[stage] = self.train_stage(stage, getattr(self.recipe, stage))
             self.write_summary(time.perf_counter() - start, completed=False)
         if self.recipe.export.enabled and self.recipe.stage2.enabled:
             self.export_info = self.export()
+            self.evaluate("enhanced", str(self.output_dir / "export"))
         elif self.recipe.export.enabled:
             self.log("export skipped: stage2 is disabled, the encoder is unchanged")
         summary = self.write_summary(time.perf_counter() - start, completed=True)

@@ -28,11 +28,19 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def genhancer_components() -> list["ComponentSpec"]:
     """Return the components (encoders, conditioners, tokenizers, denoisers,
-    datasets) this plugin provides.
+    datasets, evaluators) this plugin provides.
 
     Called once when the plugin manager loads. Names must be unique per kind;
     a clash is reported and the later registration is ignored.
     """
+
+
+@hookspec(firstresult=True)
+def genhancer_load_image_text_model(source: str, text_from: "str | None", device: str) -> "object | None":
+    """Load ``source`` (a directory or hub id) as an
+    :class:`~genhancer_plugins.evaluation.ImageTextModel` for evaluators, or
+    return None if this plugin does not handle it. The first non-None answer
+    wins. ``text_from`` names the text tower to pair with a vision-only model."""
 
 
 @hookspec

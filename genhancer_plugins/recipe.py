@@ -103,6 +103,9 @@ class Recipe(_Strict):
     stage1: Stage1Settings = Field(default_factory=Stage1Settings)
     stage2: Stage2Settings = Field(default_factory=Stage2Settings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    eval: list[ComponentRef] = Field(
+        default_factory=list, description="evaluators applied to the original encoder before training and to the export after"
+    )
 
     @model_validator(mode="after")
     def _something_trains(self) -> "Recipe":

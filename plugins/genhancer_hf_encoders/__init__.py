@@ -46,3 +46,10 @@ def genhancer_components() -> list[ComponentSpec]:
             description="SigLIP ViT; global token = pooler_output of the attention-pool head",
         ),
     ]
+
+
+@hookimpl
+def genhancer_load_image_text_model(source: str, text_from: str | None, device: str) -> Any:
+    from .image_text import load_image_text_model
+
+    return load_image_text_model(source, text_from, device)

@@ -211,7 +211,13 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         return HFVisionEncoder(family, model, _default_processor(family, model), source=source)
     if source is None:
         model = _build_from_config(family, params.config or {})
-        return HFVisionEncoder(family, model, _default_processor(family, model), source=None)
+        tokenizer = None
+        if hasattr(model, "text_model"):  # random towers get an offline tokenizer, so text evaluators run
+            from .image_text import character_tokenizer
+
+            tokenizer = character_tokenizer(int(model.config.text_config.max_position_embeddings))
+        return HFVisionEncoder(family, model, _default_processor(family, model), tokenizer=tokenizer, source=None)
+    quiet_loading()
     hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
     model_class = _model_class_for(family, hf_config, source)
     model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
@@ -221,6 +227,13 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         with contextlib.suppress(OSError, ValueError, TypeError):
             tokenizer = AutoTokenizer.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
     return HFVisionEncoder(family, model, processor, tokenizer=tokenizer, source=source)
+
+
+def quiet_loading() -> None:
+    """No per-tensor "Loading weights" bar: runs already show their own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _default_processor(family: Family, model: nn.Module) -> Any:

@@ -1,0 +1,144 @@
+"""Evaluation: evaluators are plugins; models reach them as ImageTextModels.
+
+``run_evaluation`` applies one evaluator to any number of models and writes,
+under the output directory: ``<label>/predictions.csv`` per model,
+``summary.json`` (every model's metrics side by side) and whatever plots the
+evaluator draws (``plot``); it returns the side-by-side table as text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+from .errors import RunError
+
+
+class ImageTextModel(Protocol):
+    """What image-text evaluators need from a model."""
+
+    name: str
+
+    def image_embeddings(self, images: Sequence[Any]) -> Any:
+        """L2-normalised embeddings [N, D] of PIL images (the model's own preprocessing)."""
+
+    def text_embeddings(self, texts: Sequence[str]) -> Any:
+        """L2-normalised embeddings [M, D]."""
+
+    def logits(self, image_embeddings: Any, text_embeddings: Any) -> Any:
+        """[M texts, N images] logits with the model's own scale (and bias, for SigLIP)."""
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]  #: flat, e.g. {"average": 31.9, "Color and Appearance": 40.0}
+    primary: str  #: the headline metric's key
+    rows: list[dict[str, Any]] = field(default_factory=list)  #: per-item predictions for the CSV
+    info: dict[str, Any] = field(default_factory=dict)  #: counts and other facts
+
+
+class Evaluator(ABC):
+    """A benchmark. Deterministic: the same model gives the same numbers."""
+
+    name: str = "evaluator"
+
+    @abstractmethod
+    def evaluate(self, model: ImageTextModel) -> EvalResult:
+        """Score one model."""
+
+    def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path | None:
+        """Optionally draw the models' results side by side; return the file written."""
+        return None
+
+
+def safe_label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def load_model(manager: Any, source: str, text_from: str | None = None, device: str = "cpu") -> ImageTextModel:
+    model = manager.hook.genhancer_load_image_text_model(source=str(source), text_from=text_from, device=device)
+    if model is None:
+        raise RunError(f"no plugin can load {source} as an image-text model (CLIP and SigLIP are built in)")
+    return model
+
+
+def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def side_by_side(results: Mapping[str, EvalResult], reference: str | None = None) -> str:
+    """A plain-text table: one row per metric, one column per model (and the
+    difference to ``reference`` when two models are compared)."""
+    labels = list(results)
+    metrics: list[str] = []
+    for result in results.values():
+        for key in result.metrics:
+            if key not in metrics:
+                metrics.append(key)
+    compare = reference in results and len(labels) == 2
+    header = ["metric", *labels] + (["difference"] if compare else [])
+    table = [header]
+    for key in metrics:
+        values = [results[label].metrics.get(key) for label in labels]
+        row = [key, *[f"{v:.2f}" if v is not None else "-" for v in values]]
+        if compare:
+            other = [label for label in labels if label != reference][0]
+            a, b = results[reference].metrics.get(key), results[other].metrics.get(key)
+            row.append(f"{b - a:+.2f}" if a is not None and b is not None else "-")
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def evaluate_one(evaluator: Evaluator, model: ImageTextModel, label: str, output_dir: Path) -> EvalResult:
+    """Score one model; write its predictions CSV and result JSON under ``output_dir/label``."""
+    result = evaluator.evaluate(model)
+    folder = output_dir / safe_label(label)
+    write_predictions(folder / "predictions.csv", result.rows)
+    (folder / "result.json").write_text(json.dumps(
+        {"source": getattr(model, "name", label), "metrics": result.metrics, "primary": result.primary, "info": result.info}, indent=2))
+    return result
+
+
+def read_result(output_dir: Path, label: str) -> EvalResult | None:
+    """A result written by :func:`evaluate_one` (used when a run resumes)."""
+    path = output_dir / safe_label(label) / "result.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return EvalResult(metrics=data["metrics"], primary=data["primary"], info=data.get("info", {}))
+
+
+def write_comparison(evaluator: Evaluator, results: Mapping[str, EvalResult], output_dir: Path, reference: str | None = None) -> str:
+    """``summary.json`` with every model side by side, the evaluator's plot, and the table (returned)."""
+    table = side_by_side(results, reference)
+    summary: dict[str, Any] = {
+        "evaluator": evaluator.name,
+        "models": {label: {"metrics": r.metrics, "primary": r.primary, "info": r.info} for label, r in results.items()},
+    }
+    if reference in results and len(results) == 2:
+        other = next(label for label in results if label != reference)
+        summary["difference"] = {k: results[other].metrics[k] - v for k, v in results[reference].metrics.items() if k in results[other].metrics}
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (output_dir / "table.txt").write_text(table + "\n")
+    evaluator.plot(results, output_dir / f"{evaluator.name}.png")
+    return table
+
+
+def run_evaluation(evaluator: Evaluator, models: Mapping[str, ImageTextModel], output_dir: Path, reference: str | None = None) -> tuple[dict[str, EvalResult], str]:
+    """Evaluate every model and write predictions, summary, plot; return results and table."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = {label: evaluate_one(evaluator, model, label, output_dir) for label, model in models.items()}
+    return results, write_comparison(evaluator, results, output_dir, reference)

@@ -1,0 +1,151 @@
+"""Evaluator ``mmvp_vlm``: MMVP-VLM exactly as published.
+
+Layout: ``Questions.csv`` (columns ``Question ID``, ``Type``, ``Statement``)
+and one folder of images per visual pattern, ``MLLM_VLM Images/<Type>/<Question
+ID>.jpg`` (``MLLM_VLM_Images/`` is accepted too). Consecutive rows form a pair.
+For each pair, each statement (prefixed "a photo of ") is scored against both
+images, softmax over the two images; the pair counts only if both statements
+pick their own image. Patterns come from each row's ``Type``, never from row
+order.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from genhancer_plugins.evaluation import EvalResult, Evaluator, ImageTextModel
+
+from .common import embed_in_batches, open_rgb
+from .params import MMVPParams
+
+# The nine patterns, with the folder / Type names seen in the published copies.
+PATTERNS: dict[str, tuple[str, ...]] = {
+    "Orientation and Direction": ("Orientation",),
+    "Presence of Specific Features": ("Presence",),
+    "State and Condition": ("State",),
+    "Quantity and Count": ("Quantity",),
+    "Positional and Relational Context": ("Spatial", "Positional"),
+    "Color and Appearance": ("Color",),
+    "Structural Characteristics": ("Structural Character", "Structural"),
+    "Texts": ("Text",),
+    "Viewpoint and Perspective": ("Camera Perspective", "Viewpoint"),
+}
+_BY_TYPE = {alias.lower(): name for name, aliases in PATTERNS.items() for alias in (name, *aliases)}
+IMAGE_DIRS = ("MLLM_VLM Images", "MLLM_VLM_Images")
+
+
+class BenchmarkError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Pair:
+    pattern: str
+    question_ids: tuple[int, int]
+    statements: tuple[str, str]
+    images: tuple[Path, Path]
+
+
+def load_benchmark(root: Path) -> list[Pair]:
+    root = Path(root)
+    questions = root / "Questions.csv"
+    if not questions.is_file():
+        raise BenchmarkError(f"mmvp_vlm: {questions} not found")
+    image_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
+    if image_dir is None:
+        raise BenchmarkError(f"mmvp_vlm: no image folder in {root} (expected one of: {', '.join(IMAGE_DIRS)})")
+    with questions.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        needed = {"Question ID", "Type", "Statement"}
+        if not needed <= set(reader.fieldnames or []):
+            raise BenchmarkError(f"{questions}: expected columns {sorted(needed)}, found {reader.fieldnames}")
+        rows = list(reader)
+    if len(rows) % 2:
+        raise BenchmarkError(f"{questions}: {len(rows)} rows: pairs are consecutive rows, so the count must be even")
+    pairs = []
+    for i in range(0, len(rows), 2):
+        first, second = rows[i], rows[i + 1]
+        line = i + 2  # 1-based, after the header
+        if first["Type"] != second["Type"]:
+            raise BenchmarkError(f"{questions}: rows {line} and {line + 1} form a pair but have types {first['Type']!r} and {second['Type']!r}")
+        pattern = _BY_TYPE.get(first["Type"].strip().lower())
+        if pattern is None:
+            raise BenchmarkError(f"{questions}: row {line}: unknown pattern type {first['Type']!r}")
+        ids = []
+        for offset, row in enumerate((first, second)):
+            try:
+                ids.append(int(row["Question ID"]))
+            except ValueError:
+                raise BenchmarkError(f"{questions}: row {line + offset}: Question ID {row['Question ID']!r} is not a number") from None
+            if not row["Statement"].strip():
+                raise BenchmarkError(f"{questions}: row {line + offset}: empty statement")
+        images = tuple(image_dir / first["Type"] / f"{qid}.jpg" for qid in ids)
+        for offset, path in enumerate(images):
+            if not path.is_file():
+                raise BenchmarkError(f"{questions}: row {line + offset}: image {path} not found")
+        pairs.append(Pair(pattern, (ids[0], ids[1]), (first["Statement"].strip(), second["Statement"].strip()), images))
+    return pairs
+
+
+class MMVPEvaluator(Evaluator):
+    name = "mmvp_vlm"
+
+    def __init__(self, params: MMVPParams):
+        self.params = params
+        self.pairs = load_benchmark(Path(params.root))
+
+    def evaluate(self, model: ImageTextModel) -> EvalResult:
+        p = self.params
+        images = embed_in_batches([path for pair in self.pairs for path in pair.images], model.image_embeddings, p.batch_size, open_rgb)
+        texts = embed_in_batches([p.prefix + s for pair in self.pairs for s in pair.statements], model.text_embeddings, p.batch_size)
+        rows, correct, total = [], {name: 0 for name in PATTERNS}, {name: 0 for name in PATTERNS}
+        for index, pair in enumerate(self.pairs):
+            logits = model.logits(images[2 * index : 2 * index + 2], texts[2 * index : 2 * index + 2])
+            probs = torch.softmax(logits.float(), dim=-1)  # per statement, over the pair's two images
+            picks = probs.argmax(dim=-1).tolist()
+            right = [picks[0] == 0, picks[1] == 1]
+            both = all(right)
+            total[pair.pattern] += 1
+            correct[pair.pattern] += int(both)
+            rows.append({
+                "pattern": pair.pattern,
+                "qid1": pair.question_ids[0], "qid2": pair.question_ids[1],
+                "statement1": pair.statements[0], "statement2": pair.statements[1],
+                "pred1": pair.question_ids[picks[0]], "pred2": pair.question_ids[picks[1]],
+                "prob1": round(float(probs[0, 0]), 6), "prob2": round(float(probs[1, 1]), 6),
+                "correct1": int(right[0]), "correct2": int(right[1]), "pair_correct": int(both),
+            })
+        present = [name for name in PATTERNS if total[name]]
+        metrics = {name: 100.0 * correct[name] / total[name] for name in present}
+        metrics["average"] = sum(metrics.values()) / len(present)
+        info = {"pairs": len(self.pairs), "pairs_per_pattern": {n: total[n] for n in present}}
+        return EvalResult(metrics=metrics, primary="average", rows=rows, info=info)
+
+    def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        patterns = [name for name in PATTERNS if any(name in r.metrics for r in results.values())]
+        width = 0.8 / max(len(results), 1)
+        fig, ax = plt.subplots(figsize=(12, 4.5))
+        for i, (label, result) in enumerate(results.items()):
+            xs = [k + i * width for k in range(len(patterns))]
+            ax.bar(xs, [result.metrics.get(p, 0.0) for p in patterns], width,
+                   label=f"{label} (avg {result.metrics['average']:.1f})")
+        ax.set_xticks([k + width * (len(results) - 1) / 2 for k in range(len(patterns))])
+        ax.set_xticklabels([p.replace(" and ", "\n& ") for p in patterns], fontsize=8)
+        ax.set_ylabel("pair accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title("MMVP-VLM by visual pattern")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path

@@ -1,0 +1,112 @@
+"""Image-text models for evaluation: CLIP/MetaCLIP/SigLIP, from a directory or hub id.
+
+An export that holds only a vision tower is paired with the text tower of the
+model it came from (``text_tower_from`` in its ``genhancer.json``) or of the
+``text_from`` the caller names.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+class HFImageTextModel:
+    """The :class:`~genhancer_plugins.evaluation.ImageTextModel` of a transformers CLIP/SigLIP."""
+
+    def __init__(self, model: Any, processor: Any, tokenizer: Any, name: str, device: str | torch.device = "cpu"):
+        self.model = model.eval().to(device)
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = torch.device(device)
+        self.family = "siglip" if hasattr(model, "logit_bias") else "clip"
+
+    @torch.no_grad()
+    def image_embeddings(self, images: Sequence[Image.Image]) -> Tensor:
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        pooled = self.model.vision_model(pixel_values=pixels).pooler_output
+        projection = getattr(self.model, "visual_projection", None)
+        features = projection(pooled) if projection is not None else pooled
+        return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: Sequence[str]) -> Tensor:
+        limit = int(self.model.config.text_config.max_position_embeddings)
+        if self.family == "siglip":  # SigLIP was trained on max-length padded text
+            tokens = self.tokenizer(list(texts), padding="max_length", max_length=min(64, limit), truncation=True, return_tensors="pt")
+        else:
+            tokens = self.tokenizer(list(texts), padding=True, max_length=limit, truncation=True, return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        if self.family == "siglip":
+            tokens.pop("attention_mask", None)
+        pooled = self.model.text_model(**tokens).pooler_output
+        projection = getattr(self.model, "text_projection", None)
+        features = projection(pooled) if projection is not None else pooled
+        return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    @torch.no_grad()
+    def logits(self, image_embeddings: Tensor, text_embeddings: Tensor) -> Tensor:
+        """[texts, images] similarity logits, with the model's own scale (and SigLIP's bias)."""
+        scale = self.model.logit_scale.exp().float()
+        logits = scale * text_embeddings @ image_embeddings.T
+        if self.family == "siglip":
+            logits = logits + self.model.logit_bias.float()
+        return logits
+
+
+def character_tokenizer(max_length: int) -> Any:
+    """An offline tokenizer for random-weight test towers: one token per lower-case
+    character. ``[BOS]`` = 0, ``[EOS]`` = 1 (also padding: CLIP pools at the first
+    EOS), ``[UNK]`` = 2; 64 ids in all."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    chars = string.ascii_lowercase + string.digits + " .,'-!?:;()/&%+"
+    vocab = {"[BOS]": 0, "[EOS]": 1, "[UNK]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 0), ("[EOS]", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="[BOS]", eos_token="[EOS]", pad_token="[EOS]", unk_token="[UNK]",
+        model_max_length=max_length,
+    )
+
+
+def load_image_text_model(source: str, text_from: str | None = None, device: str | torch.device = "cpu") -> HFImageTextModel | None:
+    """A CLIP/SigLIP image-text model; None if ``source`` is not one of those."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    model_type = getattr(config, "model_type", "")
+    if not model_type.startswith(("clip", "siglip")):
+        return None
+    from .encoders import FAMILIES, _model_class_for, _transformers_class, quiet_loading
+
+    quiet_loading()
+
+    family = FAMILIES["siglip" if model_type.startswith("siglip") else "clip"]
+    processor = AutoImageProcessor.from_pretrained(source)
+    if hasattr(config, "text_config"):
+        model = _transformers_class(family.full_model).from_pretrained(source)
+        return HFImageTextModel(model, processor, AutoTokenizer.from_pretrained(source), str(source), device)
+    # a vision-only export: borrow the text tower it came from
+    meta_path = Path(source) / "genhancer.json"
+    recorded = json.loads(meta_path.read_text()).get("text_tower_from") if meta_path.is_file() else None
+    text_source = text_from or recorded
+    if text_source is None:
+        raise ValueError(f"{source} holds only a vision tower and records no text tower; pass --text-from MODEL")
+    model = _transformers_class(family.full_model).from_pretrained(text_source)
+    vision = _model_class_for(family, config, str(source)).from_pretrained(source)
+    model.vision_model.load_state_dict(getattr(vision, "vision_model", vision).state_dict())
+    if hasattr(vision, "visual_projection") and hasattr(model, "visual_projection"):
+        model.visual_projection.load_state_dict(vision.visual_projection.state_dict())
+    return HFImageTextModel(model, processor, AutoTokenizer.from_pretrained(text_source), str(source), device)
