@@ -19,10 +19,16 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 
 env: $(STAMP)
 
+BENCH_DIR ?= runs/benchmarks/synthetic-mmvp
+
 demo: $(STAMP)
-	$(VENV)/bin/genhancer run recipes/tiny.yaml --output-dir $(DEMO_DIR) --overwrite
-	@echo "Demo finished. Enhanced encoder (Hugging Face layout): $(DEMO_DIR)/export"
-	@echo "Run summary: $(DEMO_DIR)/run.json"
+	@test -f $(BENCH_DIR)/Questions.csv || $(PY) -m genhancer_evaluators.synthetic_mmvp $(BENCH_DIR) --pairs 5
+	$(VENV)/bin/genhancer run recipes/demo.yaml --output-dir $(DEMO_DIR) --overwrite --set eval.0.params.root=$(BENCH_DIR)
+	@echo "Demo finished."
+	@echo "  enhanced encoder (Hugging Face layout): $(DEMO_DIR)/export"
+	@echo "  before/after evaluation:                $(DEMO_DIR)/eval/mmvp_vlm/ (table.txt, mmvp_vlm.png)"
+	@echo "  reconstructions:                        $(DEMO_DIR)/stage2/reconstructions.png"
+	@echo "  run summary:                            $(DEMO_DIR)/run.json"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -86,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", "-o", required=True, help="output directory")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
+    rec = sub.add_parser(
+        "reconstruct",
+        help="reconstruct images through a trained run's encoder and denoiser",
+        description="Write a PNG grid (input | reconstruction, a row per image): the paper's Fig. 1/4 view of what the denoiser sees.",
+    )
+    rec.add_argument("--run", required=True, help="run directory (as written by `genhancer run`)")
+    rec.add_argument("--images", nargs="+", required=True, help="image files")
+    rec.add_argument("--stage", choices=["stage1", "stage2"], help="which finished stage (default: the newest)")
+    rec.add_argument("--steps", type=int, default=20, help="sampling steps (Euler steps or decoding rounds)")
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--output", "-o", help="PNG to write (default: RUN/reconstructions-<stage>.png)")
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    rep = sub.add_parser(
+        "report",
+        help="one markdown page comparing runs: recipes, evaluations, loss curves, reconstructions",
+        description="Write REPORT_DIR/report.md (and losses.png) from one or more run directories.",
+    )
+    rep.add_argument("runs", nargs="+", help="run directories")
+    rep.add_argument("--output", "-o", default="genhancer-report", help="report directory (default: genhancer-report)")
+
     plugins = sub.add_parser(
         "plugins",
         help="list registered components and where they come from",
@@ -246,6 +267,37 @@ def _labels(sources: list[str]) -> list[str]:
     return labels
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .engine import load_trained_pipeline
+    from .errors import RunError
+    from .manager import load_plugins
+    from .reconstruct import load_images, reconstruct, save_grid
+
+    pipeline, _, stage = load_trained_pipeline(args.run, load_plugins(), args.stage)
+    output = Path(args.output) if args.output else Path(args.run) / f"reconstructions-{stage}.png"
+    if output.exists() and not args.overwrite:
+        raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise RunError(f"image not found: {missing[0]}")
+    images = load_images(args.images, pipeline.encoder.spec.image_size)
+    save_grid(images, reconstruct(pipeline, images, steps=args.steps, seed=args.seed), output)
+    print(f"reconstructions ({stage}): {output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import write_report
+
+    path = write_report([Path(r) for r in args.runs], Path(args.output))
+    print(f"report: {path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Run
     from .manager import load_plugins
@@ -276,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from .errors import RecipeError, RunError
 
-    handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "eval": cmd_eval}
+    handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "eval": cmd_eval,
+                "reconstruct": cmd_reconstruct, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except RecipeError as exc:

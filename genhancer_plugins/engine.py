@@ -24,6 +24,7 @@ import json
 import math
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,11 +441,17 @@ class Run:
                 result.losses.append((step, mean_loss))
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{throughput:.1f}")
+                if bar.disable and self.show_progress and (step % self.recipe.train.log_every == 0 or step == total):
+                    # no terminal (cluster logs, CI): a plain line instead of a redrawn bar
+                    self.log(f"{stage} step {step}/{total} loss {mean_loss:.4f} lr {lr:.2e} {throughput:.1f} samples/s")
                 if self.recipe.train.report_to and step % self.recipe.train.log_every == 0:
                     acc.log({f"{stage}/loss": mean_loss, f"{stage}/lr": lr, f"{stage}/samples_per_s": throughput}, step=step)
                 self.manager.hook.genhancer_step_end(
                     step=StepInfo(stage, step, total, mean_loss, lr, throughput, rank, self.modules())
                 )
+                preview = self.recipe.preview
+                if preview.images and preview.every and step % preview.every == 0 and step < total:
+                    self.write_preview(stage_dir / "reconstructions" / f"step-{step}.png")
                 every = self.recipe.train.checkpoint_every
                 if every and step % every == 0 and step < total:
                     result.skipped_samples += self._gather_skipped(skipped)
@@ -473,11 +480,24 @@ class Run:
                             "wall_time_s": result.wall_time_s, "skipped_samples": result.skipped_samples})
             )
         acc.wait_for_everyone()
+        if self.recipe.preview.images:
+            self.write_preview(stage_dir / "reconstructions.png")
         self.log(f"{stage}: done, final loss {result.final_loss:.4f}, {result.wall_time_s:.1f} s -> {final_dir}")
         self.manager.hook.genhancer_stage_end(
             stage=StageInfo(stage, step, result.final_loss, stage_dir, self.modules(), *self._rank())
         )
         return result
+
+    def write_preview(self, path: Path) -> None:
+        """A reconstruction grid of the first images (main process; the others wait)."""
+        from .reconstruct import reconstruct, save_grid
+
+        if self.accelerator.is_main_process:
+            images = self._probe_images(self.recipe.preview.images).to(self.accelerator.device)
+            with self.accelerator.autocast():
+                outputs = reconstruct(self.pipeline, images, steps=self.recipe.preview.sampling_steps, seed=self.recipe.train.seed)
+            save_grid(images, outputs, path)
+        self.accelerator.wait_for_everyone()
 
     def _save_checkpoint(self, ckpt_dir: Path, optimizer: torch.optim.Optimizer, step: int, epoch: int, batches_done: int, result: StageResult) -> None:
         if self.accelerator.is_main_process:
@@ -490,7 +510,8 @@ class Run:
     def _progress(self, stage: str, total: int, initial: int) -> Any:
         from tqdm.auto import tqdm
 
-        disable = not (self.show_progress and self.accelerator.is_main_process)
+        interactive = sys.stderr.isatty()
+        disable = not (self.show_progress and self.accelerator.is_main_process and interactive)
         return tqdm(total=total, initial=initial, desc=stage, unit="step", disable=disable, dynamic_ncols=True)
 
     # -- phase 4 ---------------------------------------------------------
@@ -626,6 +647,38 @@ class Run:
         if self.recipe.train.report_to:
             self.accelerator.end_training()
         return summary
+
+
+def load_trained_pipeline(run_dir: str | Path, manager: PluginManager, stage: str | None = None) -> tuple[Pipeline, LoadedRecipe, str]:
+    """Rebuild a run's pipeline from ``run_dir/recipe.yaml`` and its newest
+    finished stage (or ``stage``); returns the pipeline, recipe and stage used."""
+    from .recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise RunError(f"{run_dir} is not a run directory (no recipe.yaml)")
+    loaded = load_recipe(run_dir / "recipe.yaml")
+    finished = [s for s in STAGES if (run_dir / s / "final" / STATE_FILE).is_file()]
+    if stage is None:
+        if not finished:
+            raise RunError(f"{run_dir}: no finished stage yet (no <stage>/final)")
+        stage = finished[-1]
+    elif stage not in finished:
+        raise RunError(f"{run_dir}: {stage} has not finished (finished: {', '.join(finished) or 'none'})")
+    from accelerate.utils import set_seed
+
+    set_seed(loaded.recipe.train.seed)  # the run's initialisation of anything the stage did not save
+    models = build_models(resolve_components(loaded, manager))
+    pipeline = Pipeline(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
+    weights = run_dir / stage / "final" / WEIGHTS_FILE
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        uses_lora = any("lora_" in key for key in f.keys())
+    if uses_lora:
+        apply_lora(pipeline.encoder, loaded.recipe.stage2.lora)
+    load_weights(weights, pipeline)
+    return pipeline.eval(), loaded, stage
 
 
 def model_card(name: str, described: dict[str, Any], recipe_yaml: str) -> str:

@@ -80,6 +80,14 @@ class TrainSettings(_Strict):
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
 
 
+class PreviewSettings(_Strict):
+    """Reconstruction grids (input | reconstruction) written under each stage's directory."""
+
+    images: NonNegativeInt = Field(4, description="images per grid; 0 turns previews off")
+    sampling_steps: PositiveInt = Field(20, description="Euler steps (rectified flow) or decoding rounds (perceiver)")
+    every: NonNegativeInt = Field(0, description="also write a grid every N steps (0: only at the end of each stage)")
+
+
 class ExportSettings(_Strict):
     enabled: bool = True
 
@@ -103,6 +111,7 @@ class Recipe(_Strict):
     stage1: Stage1Settings = Field(default_factory=Stage1Settings)
     stage2: Stage2Settings = Field(default_factory=Stage2Settings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
     eval: list[ComponentRef] = Field(
         default_factory=list, description="evaluators applied to the original encoder before training and to the export after"
     )
@@ -227,15 +236,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str], value: Any) -> None:
-    node = data
+    """Set ``keys`` (a dotted path; list items by index, e.g. ``eval.0.params.root``) to ``value``."""
+    node: Any = data
     for i, key in enumerate(keys[:-1]):
+        where = ".".join(keys[: i + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise RecipeError(f"--set {'.'.join(keys)}: {where}: no list item {key} (the list has {len(node)})")
+            node = node[int(key)]
+            continue
         child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise RecipeError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a mapping")
+        if not isinstance(child, (dict, list)):
+            raise RecipeError(f"--set {'.'.join(keys)}: {where} is not a mapping")
         node = child
-    if keys[-1] == "name" and len(keys) > 1 and node.get("name", value) != value:
-        _forget_component_settings(node, origins, ".".join(keys[:-1]))
-    node[keys[-1]] = value
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise RecipeError(f"--set {'.'.join(keys)}: no list item {last} (the list has {len(node)})")
+        node[int(last)] = value
+    else:
+        if last == "name" and len(keys) > 1 and node.get("name", value) != value:
+            _forget_component_settings(node, origins, ".".join(keys[:-1]))
+        node[last] = value
     _mark(origins, ".".join(keys), value, "--set")
 
 

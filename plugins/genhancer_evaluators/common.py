@@ -19,6 +19,6 @@ def embed_in_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], tor
     from tqdm.auto import tqdm
 
     chunks = []
-    for start in tqdm(range(0, len(items), batch_size), desc="embedding", leave=False, disable=len(items) <= batch_size):
+    for start in tqdm(range(0, len(items), batch_size), desc="embedding", leave=False, disable=True if len(items) <= batch_size else None):
         chunks.append(encode([load(x) for x in items[start : start + batch_size]]))
     return torch.cat(chunks)

@@ -1,0 +1,66 @@
+"""Reconstructions: what the denoiser makes of an image's condition.
+
+The paper's Fig. 1/4 view: for each image, the encoder's condition goes
+through the denoiser's sampler (Euler steps of the rectified-flow ODE, or
+iterative masked decoding) and the tokenizer decodes the result. A grid shows
+input | reconstruction, one row per image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+@torch.no_grad()
+def reconstruct(pipeline: nn.Module, images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
+    """Images [B,3,H,W] in [0,1] -> reconstructions in [0,1] (same size). Modes are restored after."""
+    modes = {name: module.training for name, module in pipeline.named_modules()}
+    pipeline.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            condition = pipeline.conditioner(pipeline.encoder(images))
+            targets = pipeline.denoiser.sample(condition, steps=steps)
+            decoded = pipeline.tokenizer.decode(targets)
+    finally:
+        for name, module in pipeline.named_modules():
+            module.training = modes[name]
+    if decoded.shape[-2:] != images.shape[-2:]:
+        decoded = torch.nn.functional.interpolate(decoded, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return decoded.clamp(0, 1)
+
+
+def _to_pil(tensor: torch.Tensor, size: int) -> Image.Image:
+    array = (tensor.detach().float().cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(array).resize((size, size), Image.NEAREST)
+
+
+def save_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Path, cell: int = 128) -> Path:
+    """Write a PNG grid: one row per image, columns input | reconstruction."""
+    rows = inputs.shape[0]
+    grid = Image.new("RGB", (2 * cell + 6, rows * (cell + 4)), (255, 255, 255))
+    for r in range(rows):
+        grid.paste(_to_pil(inputs[r], cell), (0, r * (cell + 4)))
+        grid.paste(_to_pil(outputs[r], cell), (cell + 6, r * (cell + 4)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path
+
+
+def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
+    """Image files -> [B,3,size,size] in [0,1] (centre crop to square, bicubic)."""
+    tensors = []
+    for path in paths:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+        tensors.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
+    return torch.stack(tensors)
