@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-fast env clean
+.PHONY: demo test test-fast env clean reproduce-mini
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP)
 # Skips the end-to-end runs (marked slow); CI runs everything.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Every miniature experiment, 2 seeds, then docs/mini-replication.md (about 45 min on 2 cores).
+reproduce-mini: $(STAMP)
+	$(PY) -m genhancer_miniature.reproduce --runs runs/mini --doc docs/mini-replication.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .components import OfflineUnknown, Params
@@ -42,6 +44,32 @@ def resolve_components(loaded: LoadedRecipe, manager: PluginManager) -> dict[str
         params = resolve_params(loaded, section, ref, registered.spec)
         resolved[section] = ResolvedComponent(section, kind, ref, registered, params)
     return resolved
+
+
+def cache_root() -> Path:
+    """Where phases cache their results: $GENHANCER_CACHE or ~/.cache/genhancer."""
+    return Path(os.environ.get("GENHANCER_CACHE", Path.home() / ".cache" / "genhancer"))
+
+
+def resolve_pretrainer(loaded: LoadedRecipe, manager: PluginManager) -> ResolvedComponent | None:
+    from .recipe import resolve_params
+
+    ref = loaded.recipe.pretrain
+    if ref is None:
+        return None
+    try:
+        registered = manager.get("pretrainer", ref.name)
+    except ComponentNotFound as exc:
+        raise loaded.error("pretrain.name", str(exc)) from None
+    return ResolvedComponent("pretrain", "pretrainer", ref, registered, resolve_params(loaded, "pretrain", ref, registered.spec))
+
+
+def apply_pretrainer(components: dict[str, ResolvedComponent], overrides: dict[str, Any]) -> None:
+    """Merge a pretrainer's answer into the encoder's parameters (validated again)."""
+    encoder = components["encoder"]
+    values = encoder.params.model_dump()
+    values.update(overrides)
+    encoder.params = encoder.registered.spec.params.model_validate(values)
 
 
 def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager) -> list[ResolvedComponent]:
@@ -100,6 +128,12 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             "provided_by": f"{comp.registered.source.distribution} {comp.registered.source.version}",
             "params": comp.params.model_dump(mode="json"),
         }
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:
+        phase = pretrainer.build(seed=recipe.train.seed)
+        apply_pretrainer(components, phase.planned_encoder_params())
+        plan["pretrain"] = {"name": pretrainer.ref.name, "params": pretrainer.params.model_dump(mode="json"),
+                            "cache": str(cache_root())}
     try:
         models = build_models(components, meta=True)
     except OfflineUnknown as exc:

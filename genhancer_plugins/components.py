@@ -13,6 +13,7 @@ conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
                                                               :class:`Conditioner`
 dataset       ``image_size: int, seed: int``                  :class:`ImageDataset`
 evaluator     (nothing else)                                  :class:`~genhancer_plugins.evaluation.Evaluator`
+pretrainer    ``seed: int``                                   :class:`Pretrainer`
 ============  ==============================================  =================
 
 ``meta=True`` asks for the architecture only, built on the ``meta`` device
@@ -24,12 +25,13 @@ offline raises :class:`OfflineUnknown`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator"]
-COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator")
+ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer"]
+COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer")
 
 
 class Params(BaseModel):
@@ -40,6 +42,23 @@ class Params(BaseModel):
 
 class OfflineUnknown(Exception):
     """Raised by a factory asked for ``meta=True`` when the architecture needs a download."""
+
+
+class Pretrainer:
+    """A recipe phase that produces the encoder to enhance (``pretrain:``).
+
+    It runs before the encoder is built, on the main process, and is cached
+    by its parameters so it runs once per machine. Its answer is merged into
+    the encoder's parameters (typically ``{"source": directory}``).
+    """
+
+    def encoder_params(self, cache_dir: "Path", log: "Callable[[str], None]") -> dict[str, Any]:
+        """Train (or find in ``cache_dir``) and return encoder parameter overrides."""
+        raise NotImplementedError
+
+    def planned_encoder_params(self) -> dict[str, Any]:
+        """Overrides that describe the architecture without training (for ``validate``)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,15 @@ import torch
 from torch import nn
 
 from . import __version__
-from .build import ResolvedComponent, build_models, resolve_components, resolve_evaluators
+from .build import (
+    ResolvedComponent,
+    apply_pretrainer,
+    build_models,
+    cache_root,
+    resolve_components,
+    resolve_evaluators,
+    resolve_pretrainer,
+)
 from .checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
@@ -194,6 +202,13 @@ class Run:
     def setup_models(self) -> None:
         from accelerate.utils import set_seed
 
+        pretrainer = resolve_pretrainer(self.loaded, self.manager)
+        if pretrainer is not None:
+            phase = pretrainer.build(seed=self.recipe.train.seed)
+            if self.accelerator.is_main_process:  # trains once, then every process reads the cache
+                phase.encoder_params(cache_root(), self.log)
+            self.accelerator.wait_for_everyone()
+            apply_pretrainer(self.components, phase.encoder_params(cache_root(), self.log))
         set_seed(self.recipe.train.seed)  # identical initialisation on every process
         models = build_models(self.components)
         self.pipeline = Pipeline(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
@@ -667,8 +682,12 @@ def load_trained_pipeline(run_dir: str | Path, manager: PluginManager, stage: st
         raise RunError(f"{run_dir}: {stage} has not finished (finished: {', '.join(finished) or 'none'})")
     from accelerate.utils import set_seed
 
+    components = resolve_components(loaded, manager)
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:  # cached by the run: nothing trains here
+        apply_pretrainer(components, pretrainer.build(seed=loaded.recipe.train.seed).encoder_params(cache_root(), lambda m: None))
     set_seed(loaded.recipe.train.seed)  # the run's initialisation of anything the stage did not save
-    models = build_models(resolve_components(loaded, manager))
+    models = build_models(components)
     pipeline = Pipeline(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
     weights = run_dir / stage / "final" / WEIGHTS_FILE
     from safetensors import safe_open

@@ -24,8 +24,9 @@ class ImageTextModel(Protocol):
 
     name: str
 
-    def image_embeddings(self, images: Sequence[Any]) -> Any:
-        """L2-normalised embeddings [N, D] of PIL images (the model's own preprocessing)."""
+    def image_embeddings(self, images: Sequence[Any], normalize: bool = True) -> Any:
+        """Global-token embeddings [N, D] of PIL images (the model's own preprocessing),
+        L2-normalised unless ``normalize`` is False."""
 
     def text_embeddings(self, texts: Sequence[str]) -> Any:
         """L2-normalised embeddings [M, D]."""

@@ -102,6 +102,9 @@ class Recipe(_Strict):
         description="two_stage: stage1 then stage2; end_to_end: no stage1, encoder and denoiser train together from step 0",
     )
     output_dir: str | None = Field(None, description="default for --output-dir; relative to the working directory")
+    pretrain: ComponentRef | None = Field(
+        None, description="a phase that produces the encoder first (cached); its result fills encoder.params"
+    )
     encoder: ComponentRef
     conditioner: ComponentRef = Field(default_factory=lambda: ComponentRef(name="cls"))
     tokenizer: ComponentRef

@@ -26,18 +26,21 @@ class HFImageTextModel:
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device)
-        self.family = "siglip" if hasattr(model, "logit_bias") else "clip"
+        self.family = "siglip" if "siglip" in type(model).__name__.lower() else "clip"
 
     @torch.no_grad()
-    def image_embeddings(self, images: Sequence[Image.Image]) -> Tensor:
+    def image_embeddings(self, images: Sequence[Image.Image], normalize: bool = True) -> Tensor:
         pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
-        pooled = self.model.vision_model(pixel_values=pixels).pooler_output
+        trunk = getattr(self.model, "vision_model", self.model)  # vision-only models are the trunk
+        pooled = trunk(pixel_values=pixels).pooler_output
         projection = getattr(self.model, "visual_projection", None)
-        features = projection(pooled) if projection is not None else pooled
-        return torch.nn.functional.normalize(features.float(), dim=-1)
+        features = (projection(pooled) if projection is not None else pooled).float()
+        return torch.nn.functional.normalize(features, dim=-1) if normalize else features
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
+        if self.tokenizer is None or not hasattr(self.model, "text_model"):
+            raise ValueError(f"{self.name} has no text tower: pass --text-from (or use an image-only evaluator)")
         limit = int(self.model.config.text_config.max_position_embeddings)
         if self.family == "siglip":  # SigLIP was trained on max-length padded text
             tokens = self.tokenizer(list(texts), padding="max_length", max_length=min(64, limit), truncation=True, return_tensors="pt")
@@ -102,8 +105,11 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     meta_path = Path(source) / "genhancer.json"
     recorded = json.loads(meta_path.read_text()).get("text_tower_from") if meta_path.is_file() else None
     text_source = text_from or recorded
-    if text_source is None:
-        raise ValueError(f"{source} holds only a vision tower and records no text tower; pass --text-from MODEL")
+    if text_source is not None and text_from is None and not hasattr(AutoConfig.from_pretrained(text_source), "text_config"):
+        text_source = None  # the model it came from was vision-only too
+    if text_source is None:  # image-only evaluators (probes) still work; text ones say what is missing
+        vision = _model_class_for(family, config, str(source)).from_pretrained(source)
+        return HFImageTextModel(vision, processor, None, str(source), device)
     model = _transformers_class(family.full_model).from_pretrained(text_source)
     vision = _model_class_for(family, config, str(source)).from_pretrained(source)
     model.vision_model.load_state_dict(getattr(vision, "vision_model", vision).state_dict())

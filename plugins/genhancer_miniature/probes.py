@@ -1,0 +1,135 @@
+"""Evaluator ``shapes_probe``: what the frozen global token knows about each attribute.
+
+For every attribute of the shapes world: a multinomial logistic-regression
+probe (fixed splits, fixed L2, standardised features, full-batch L-BFGS, so
+deterministic) trained on the global token of ``train_images`` scenes and
+tested on ``test_images`` others; an MMVP-style pair test (``pairs`` scene
+pairs differing only in that attribute; a pair counts only if the probe gets
+both images right); the coarse-label (shape) probe as the global-semantics
+guard; and a zero-shot check with the pretraining's own shape head.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genhancer_plugins.evaluation import EvalResult, Evaluator, ImageTextModel
+
+from .params import ProbeParams
+from .world import ATTRIBUTES, FINE, pairs, render, scene_at
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression by full-batch L-BFGS (deterministic)."""
+    w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, tolerance_grad=1e-7, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach(), b.detach()
+
+
+class ShapesProbeEvaluator(Evaluator):
+    name = "shapes_probe"
+
+    def __init__(self, params: ProbeParams):
+        self.params = params
+        unknown = set(params.attributes or []) - set(ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"shapes_probe: unknown attributes {sorted(unknown)}; the world has {', '.join(ATTRIBUTES)}")
+        self.attributes = list(params.attributes or ATTRIBUTES)
+
+    def _features(self, model: ImageTextModel, scenes: list) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(scenes), self.params.batch_size):
+            images = [render(s) for s in scenes[start : start + self.params.batch_size]]
+            chunks.append(model.image_embeddings(images, normalize=False).double().cpu())
+        return torch.cat(chunks)
+
+    def evaluate(self, model: ImageTextModel) -> EvalResult:
+        p = self.params
+        train = [scene_at(p.split_seed, i) for i in range(p.train_images)]
+        test = [scene_at(p.split_seed + 1, i) for i in range(p.test_images)]
+        x_train, x_test = self._features(model, train), self._features(model, test)
+        mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        metrics: dict[str, float] = {}
+        rows = []
+        for attribute in self.attributes:
+            classes = len(ATTRIBUTES[attribute])
+            y_train = torch.tensor([getattr(s, attribute) for s in train])
+            y_test = torch.tensor([getattr(s, attribute) for s in test])
+            w, b = fit_probe(x_train, y_train, classes, p.l2)
+            accuracy = float(((x_test @ w + b).argmax(-1) == y_test).double().mean())
+            pair_list = list(pairs(attribute, p.pairs, p.split_seed + 2))
+            flat = [s for pair in pair_list for s in pair]
+            x_pairs = (self._features(model, flat) - mean) / std
+            right = ((x_pairs @ w + b).argmax(-1) == torch.tensor([getattr(s, attribute) for s in flat])).view(-1, 2)
+            pair_accuracy = float(right.all(dim=1).double().mean())
+            metrics[f"probe_{attribute}"] = 100 * accuracy
+            metrics[f"pairs_{attribute}"] = 100 * pair_accuracy
+            rows.append({"attribute": attribute, "classes": classes, "probe_accuracy": round(100 * accuracy, 2),
+                         "pair_accuracy": round(100 * pair_accuracy, 2), "test_images": p.test_images, "pairs": p.pairs})
+        fine = [a for a in self.attributes if a in FINE]
+        if fine:
+            metrics["probe_fine_mean"] = sum(metrics[f"probe_{a}"] for a in fine) / len(fine)
+            metrics["pairs_fine_mean"] = sum(metrics[f"pairs_{a}"] for a in fine) / len(fine)
+        head = self._coarse_head(model)
+        if head is not None:
+            raw = self._features(model, test)
+            logits = raw.float() @ head["weight"].T.float() + head["bias"].float()
+            metrics["coarse_zero_shot"] = 100 * float((logits.argmax(-1) == torch.tensor([s.shape for s in test])).float().mean())
+        info = {"train_images": p.train_images, "test_images": p.test_images, "pairs_per_attribute": p.pairs, "l2": p.l2}
+        return EvalResult(metrics=metrics, primary="probe_fine_mean" if fine else f"probe_{self.attributes[0]}", rows=rows, info=info)
+
+    def _coarse_head(self, model: ImageTextModel) -> Mapping[str, torch.Tensor] | None:
+        from safetensors.torch import load_file
+
+        setting = self.params.coarse_head
+        if setting is None:
+            return None
+        candidates = [Path(setting)] if setting != "auto" else []
+        if setting == "auto":
+            source = Path(str(getattr(model, "name", "")))
+            candidates.append(source / "coarse_head.safetensors")
+            meta = source / "genhancer.json"
+            if meta.is_file():
+                original = json.loads(meta.read_text()).get("encoder", {}).get("source")
+                if original:
+                    candidates.append(Path(original) / "coarse_head.safetensors")
+        found = next((c for c in candidates if c.is_file()), None)
+        return load_file(found) if found else None
+
+    def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        width = 0.8 / max(len(results), 1)
+        for ax, kind in zip(axes, ("probe", "pairs")):
+            for i, (label, result) in enumerate(results.items()):
+                xs = [k + i * width for k in range(len(self.attributes))]
+                ax.bar(xs, [result.metrics.get(f"{kind}_{a}", 0.0) for a in self.attributes], width, label=label)
+            ax.set_xticks([k + width * (len(results) - 1) / 2 for k in range(len(self.attributes))])
+            ax.set_xticklabels(self.attributes, fontsize=8)
+            ax.set_ylim(0, 100)
+            ax.set_title("linear probe accuracy (%)" if kind == "probe" else "pair accuracy (%), both images right")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
