@@ -1,0 +1,125 @@
+"""The miniature world's machinery (not its science: that is docs/mini-replication.md)."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from genhancer_miniature.components import PaletteTokenizer, PixelTokenizer, ShapesClassifier, ShapesDataset
+from genhancer_miniature.params import PaletteParams, PixelParams, ProbeParams, ShapesClassifierParams, ShapesDataParams
+from genhancer_miniature.probes import ShapesProbeEvaluator
+from genhancer_miniature.world import ATTRIBUTES, FINE, caption, pairs, render, scene_at
+
+
+def test_scenes_are_deterministic_and_pairs_differ_in_exactly_one_attribute():
+    assert scene_at(3, 17) == scene_at(3, 17) and scene_at(3, 17) != scene_at(3, 18)
+    assert np.array_equal(np.asarray(render(scene_at(3, 17))), np.asarray(render(scene_at(3, 17))))
+    for attribute in ATTRIBUTES:
+        for a, b in pairs(attribute, 20, seed=5):
+            diff = {k for k, v in asdict(a).items() if asdict(b)[k] != v}
+            assert diff == {attribute}
+            assert not np.array_equal(np.asarray(render(a)), np.asarray(render(b)))
+    assert "facing" in caption(scene_at(0, 0)) and set(FINE) == set(ATTRIBUTES) - {"shape"}
+
+
+def test_attributes_vary_independently():
+    scenes = [scene_at(11, i) for i in range(3000)]
+    colour = np.array([s.colour for s in scenes])
+    shape = np.array([s.shape for s in scenes])
+    assert abs(np.corrcoef(colour, shape)[0, 1]) < 0.05
+    assert set(np.bincount(shape).tolist()) and min(np.bincount(shape)) > 600
+
+
+def test_dataset_renders_at_the_encoder_size_with_labels():
+    item = ShapesDataset(ShapesDataParams(num_images=10), image_size=32, seed=1)[3]
+    assert item["pixel_values"].shape == (3, 32, 32) and set(item["labels"]) == set(ATTRIBUTES)
+
+
+def test_tokenizers_round_trip():
+    images = torch.rand(2, 3, 16, 16)
+    pixels = PixelTokenizer(PixelParams(factor=4))
+    assert pixels.target_spec(16).shape == (48, 4, 4)
+    assert torch.allclose(pixels.decode(pixels.encode(images)), images, atol=1e-6)
+    palette = PaletteTokenizer(PaletteParams(factor=4, levels=4))
+    spec = palette.target_spec(16)
+    assert spec.kind == "discrete" and spec.shape == (16,) and spec.vocab_size == 64
+    flat = torch.zeros(1, 3, 16, 16)
+    flat[:, 0] = 1.0  # pure red
+    codes = palette.encode(flat)
+    assert codes.unique().numel() == 1 and torch.allclose(palette.decode(codes), flat)
+
+
+class OracleModel:
+    """Its global token is the scene's labels, one-hot: every probe must be perfect."""
+
+    name = "oracle"
+
+    def image_embeddings(self, images, normalize=True):
+        from genhancer_miniature.world import ATTRIBUTES as A
+
+        feats = []
+        for image in images:
+            scene = self.lookup[np.asarray(image).tobytes()]
+            feats.append(torch.cat([torch.nn.functional.one_hot(torch.tensor(getattr(scene, a)), len(v)).float() for a, v in A.items()]))
+        return torch.stack(feats)
+
+
+def test_probe_evaluator_scores_a_perfect_encoder_perfectly(monkeypatch):
+    params = ProbeParams(train_images=60, test_images=40, pairs=10, coarse_head=None, attributes=["colour", "count", "shape"])
+    evaluator = ShapesProbeEvaluator(params)
+    oracle = OracleModel()
+    oracle.lookup = {}
+    import genhancer_miniature.probes as probes
+
+    original_render = probes.render
+
+    def remembering(scene, size=64):
+        image = original_render(scene, size)
+        oracle.lookup[np.asarray(image).tobytes()] = scene
+        return image
+
+    monkeypatch.setattr(probes, "render", remembering)
+    result = evaluator.evaluate(oracle)
+    assert result.metrics["probe_colour"] == 100.0 and result.metrics["pairs_count"] == 100.0
+    assert result.metrics["probe_fine_mean"] == 100.0 and "coarse_zero_shot" not in result.metrics
+    assert [r["attribute"] for r in result.rows] == ["colour", "count", "shape"]
+    with pytest.raises(ValueError, match="unknown attributes"):
+        ShapesProbeEvaluator(ProbeParams(attributes=["smell"]))
+
+
+def test_pretrainer_trains_once_and_caches_by_its_parameters(tmp_path):
+    params = ShapesClassifierParams(image_size=32, steps=3, batch_size=4)
+    messages = []
+    first = ShapesClassifier(params).encoder_params(tmp_path, messages.append)
+    assert any("training the shapes classifier" in m for m in messages)
+    assert json.loads((tmp_path / "pretrained" / ShapesClassifier(params).key / "pretrain.json").read_text())["params"]["steps"] == 3
+    messages.clear()
+    assert ShapesClassifier(params).encoder_params(tmp_path, messages.append) == first and messages == []
+    assert ShapesClassifier(params.model_copy(update={"steps": 4})).key != ShapesClassifier(params).key
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "coarse_head.safetensors"):
+        assert (tmp_path / "pretrained" / ShapesClassifier(params).key / name).is_file()
+
+
+@pytest.mark.slow
+def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
+    from genhancer_miniature.reproduce import main
+
+    monkeypatch.setenv("GENHANCER_CACHE", str(tmp_path / "cache"))
+    doc = tmp_path / "docs" / "mini.md"
+    args = ["--runs", str(tmp_path / "runs"), "--doc", str(doc), "--experiments", "main", "local_tokens", "discrete",
+            "--set", "stage1.steps=2", "--set", "stage2.steps=2", "--set", "pretrain.params.steps=3",
+            "--set", "pretrain.params.image_size=32", "--set", "data.batch_size=4", "--set", "preview.sampling_steps=2",
+            "--probe", "train_images=30", "--probe", "test_images=20", "--probe", "pairs=5"]
+    assert main(args) == 0
+    page = doc.read_text()
+    assert "## Verdicts" in page and "CLS only beats CLS + local tokens" in page and "The discrete denoiser" in page
+    assert "| original |" in page and "| main |" in page and "| discrete |" in page
+    assert (doc.parent / "mini" / "probes.png").is_file() and (doc.parent / "mini" / "main-stage1.png").is_file()
+    verdicts = [line.rsplit("**", 2)[-2] for line in page.splitlines() if line.startswith("| ") and line.endswith("** |")]
+    assert len(verdicts) == 5 and set(verdicts) <= {"reproduced", "unclear", "not reproduced (the opposite holds)"}
+    # finished runs are kept: a second call trains nothing
+    stamp = (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime
+    assert main(args) == 0
+    assert (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime == stamp
