@@ -72,13 +72,14 @@ def apply_pretrainer(components: dict[str, ResolvedComponent], overrides: dict[s
     encoder.params = encoder.registered.spec.params.model_validate(values)
 
 
-def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager) -> list[ResolvedComponent]:
-    """The recipe's ``eval:`` entries, looked up and validated."""
+def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager, prefix: str = "eval") -> list[ResolvedComponent]:
+    """The recipe's ``eval:`` (or ``llava.eval:``) entries, looked up and validated."""
     from .recipe import resolve_params
 
+    refs = loaded.recipe.eval if prefix == "eval" else (loaded.recipe.llava.eval if loaded.recipe.llava else [])
     resolved = []
-    for index, ref in enumerate(loaded.recipe.eval):
-        section = f"eval.{index}"
+    for index, ref in enumerate(refs):
+        section = f"{prefix}.{index}"
         try:
             registered = manager.get("evaluator", ref.name)
         except ComponentNotFound as exc:
@@ -179,6 +180,21 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
          "params": e.params.model_dump(mode="json")}
         for e in resolve_evaluators(loaded, manager)
     ]
+    if recipe.llava:
+        llava = recipe.llava
+        plan["llava"] = {
+            "towers": llava.towers,
+            "enhanced_tower": llava.tower or "this run's export",
+            "language_model": llava.language_model or "random Llama (language_model_config)",
+            "phases": {
+                name: {"data": phase.data, "learning_rate": phase.learning_rate,
+                       "batch_size_per_device": phase.batch_size, "gradient_accumulation_steps": phase.gradient_accumulation_steps,
+                       "epochs": phase.epochs, "deepspeed": phase.deepspeed or llava.deepspeed,
+                       "trains": "projector" if name == "pretrain" else "projector + language model"}
+                for name, phase in (("pretrain", llava.pretrain), ("finetune", llava.finetune)) if phase
+            },
+            "eval": [e.ref.name for e in resolve_evaluators(loaded, manager, "llava.eval")],
+        }
     data = recipe.data
     plan["data"] = {
         "dataset": data.name,

@@ -147,6 +147,8 @@ class Run:
         self.show_progress = show_progress
         self.components: dict[str, ResolvedComponent] = resolve_components(loaded, manager)
         self.evaluator_specs = resolve_evaluators(loaded, manager)
+        self.llava_eval_specs = resolve_evaluators(loaded, manager, "llava.eval")
+        self.llava_summary: dict[str, Any] | None = None
         self.results: dict[str, StageResult] = {}
         self.export_info: dict[str, Any] | None = None
         self.eval_results: dict[str, dict[str, Any]] = {}
@@ -580,6 +582,8 @@ class Run:
         source = getattr(self.components["encoder"].params, "source", None)
         if source:
             return str(source)
+        if not hasattr(self, "pipeline"):
+            raise RunError("the original encoder has no source to load: set llava.original_tower (or the encoder's source)")
         original = self.output_dir / "original"
         if self.accelerator.is_main_process and not (original / "config.json").is_file():
             self.pipeline.encoder.save_pretrained(original)
@@ -607,6 +611,28 @@ class Run:
                     table = write_comparison(evaluator, {"original": entry["original"], "enhanced": result}, folder, reference="original")
                     self.log(f"{evaluator.name} (original vs enhanced):\n{table}")
         self.accelerator.wait_for_everyone()
+
+    def run_llava(self) -> dict[str, Any]:
+        """LLaVA-1.5 phases and benchmarks for each tower (see llava_integration.pipeline)."""
+        from llava_integration.pipeline import run_llava
+
+        settings = self.recipe.llava
+        towers = {}
+        for label in settings.towers:
+            if label == "enhanced":
+                towers[label] = settings.tower or str(self.output_dir / "export")
+            else:
+                towers[label] = settings.original_tower or self._original_source()
+        evaluators = []
+        for spec in self.llava_eval_specs:
+            try:
+                evaluators.append((spec, spec.build()))
+            except (FileNotFoundError, ValueError) as exc:
+                raise RunError(f"{spec.section} ({spec.ref.name}): {exc}") from None
+        summary = run_llava(settings, towers, self.output_dir, evaluators, self.recipe.train.seed, self.resume, self.log,
+                            self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()
+        return summary
 
     def _eval_summary(self) -> dict[str, Any]:
         summary = {}
@@ -636,6 +662,7 @@ class Run:
             },
             "export": self.export_info,
             "eval": self._eval_summary(),
+            "llava": self.llava_summary,
             "wall_time_s": round(wall_time, 2),
             "completed": completed,
         }
@@ -647,17 +674,20 @@ class Run:
         start = time.perf_counter()
         self.setup_accelerator()
         self.prepare_output()
-        self.setup_models()
-        if self.evaluators:
-            self.evaluate("original", self._original_source())
-        for stage in self.recipe.active_stages():
-            self.results[stage] = self.train_stage(stage, getattr(self.recipe, stage))
-            self.write_summary(time.perf_counter() - start, completed=False)
-        if self.recipe.export.enabled and self.recipe.stage2.enabled:
-            self.export_info = self.export()
-            self.evaluate("enhanced", str(self.output_dir / "export"))
-        elif self.recipe.export.enabled:
-            self.log("export skipped: stage2 is disabled, the encoder is unchanged")
+        if self.recipe.active_stages():
+            self.setup_models()
+            if self.evaluators:
+                self.evaluate("original", self._original_source())
+            for stage in self.recipe.active_stages():
+                self.results[stage] = self.train_stage(stage, getattr(self.recipe, stage))
+                self.write_summary(time.perf_counter() - start, completed=False)
+            if self.recipe.export.enabled and self.recipe.stage2.enabled:
+                self.export_info = self.export()
+                self.evaluate("enhanced", str(self.output_dir / "export"))
+            elif self.recipe.export.enabled:
+                self.log("export skipped: stage2 is disabled, the encoder is unchanged")
+        if self.recipe.llava:
+            self.llava_summary = self.run_llava()
         summary = self.write_summary(time.perf_counter() - start, completed=True)
         if self.recipe.train.report_to:
             self.accelerator.end_training()

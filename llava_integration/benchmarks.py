@@ -1,0 +1,232 @@
+"""Multiple-choice benchmarks for LLaVA models, scored by likelihood.
+
+Each evaluator reads its benchmark's published on-disk layout and asks a
+:class:`MultipleChoiceModel` (``choose(image, question, options)``, e.g.
+:class:`~llava_integration.scoring.LikelihoodScorer`) for every item.
+
+- ``mmvp_mllm``: ``Questions.csv`` (``Index, Question, Options, Correct Answer``,
+  options like ``(a) Open (b) Closed``, answer ``(a)``) and ``MMVP Images/<Index>.jpg``;
+  300 questions in 150 consecutive pairs; question and pair accuracy.
+- ``pope``: ``coco_pope_{random,popular,adversarial}.json`` (one JSON object per
+  line: ``question_id, image, text, label`` with label yes/no) and an image
+  folder (COCO val2014); accuracy, precision, recall, F1 and yes-ratio per split.
+- ``multiple_choice``: the project's own JSONL (``image, question, options,
+  answer`` index or text, optional ``pair``), used by the CPU twin.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from PIL import Image
+from pydantic import Field, PositiveInt
+
+from genhancer_plugins.components import Params
+from genhancer_plugins.evaluation import EvalResult, Evaluator
+
+
+class MultipleChoiceModel(Protocol):
+    name: str
+
+    def choose(self, image: Image.Image | None, question: str, options: Sequence[str]) -> tuple[int, list[float]]: ...
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    image: Path | None
+    question: str
+    options: tuple[str, ...]
+    answer: int
+    group: str = ""  #: split or category
+    pair: str | None = None  #: items sharing a pair id count together
+
+
+def _open(path: Path | None) -> Image.Image | None:
+    if path is None:
+        return None
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def ask_all(model: MultipleChoiceModel, items: list[Item]) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    rows = []
+    for item in tqdm(items, desc="questions", leave=False, disable=None):
+        choice, nll = model.choose(_open(item.image), item.question, item.options)
+        rows.append({"key": item.key, "group": item.group, "pair": item.pair or "", "question": item.question,
+                     "options": " | ".join(item.options), "answer": item.options[item.answer],
+                     "prediction": item.options[choice], "correct": int(choice == item.answer),
+                     "nll": " | ".join(f"{v:.4f}" for v in nll)})
+    return rows
+
+
+def pair_accuracy(rows: list[dict[str, Any]]) -> float:
+    pairs: dict[str, list[int]] = {}
+    for row in rows:
+        if row["pair"]:
+            pairs.setdefault(row["pair"], []).append(row["correct"])
+    return 100.0 * sum(all(v) for v in pairs.values()) / max(len(pairs), 1)
+
+
+# -- MMVP (MLLM) -----------------------------------------------------------------
+class MMVPMLLMParams(Params):
+    root: str = Field(..., description="directory with Questions.csv and `MMVP Images/`")
+
+
+OPTION = re.compile(r"\(([a-z])\)\s*([^()]+)", re.IGNORECASE)
+
+
+def read_mmvp_mllm(root: Path) -> list[Item]:
+    questions = root / "Questions.csv"
+    if not questions.is_file():
+        raise ValueError(f"mmvp_mllm: {questions} not found")
+    with questions.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        needed = {"Index", "Question", "Options", "Correct Answer"}
+        if not needed <= set(reader.fieldnames or []):
+            raise ValueError(f"{questions}: expected columns {sorted(needed)}, found {reader.fieldnames}")
+        rows = list(reader)
+    if len(rows) % 2:
+        raise ValueError(f"{questions}: {len(rows)} questions: pairs are consecutive rows, so the count must be even")
+    items = []
+    for number, row in enumerate(rows, 2):
+        options = OPTION.findall(row["Options"])
+        if len(options) < 2:
+            raise ValueError(f"{questions}: row {number}: cannot read options from {row['Options']!r}")
+        letters = [letter.lower() for letter, _ in options]
+        answer = row["Correct Answer"].strip().strip("()").lower()
+        if answer not in letters:
+            raise ValueError(f"{questions}: row {number}: answer {row['Correct Answer']!r} is not one of the options")
+        image = root / "MMVP Images" / f"{int(row['Index'])}.jpg"
+        if not image.is_file():
+            raise ValueError(f"{questions}: row {number}: image {image} not found")
+        pair = str((number - 2) // 2)
+        items.append(Item(row["Index"], image, row["Question"].strip(), tuple(t.strip() for _, t in options), letters.index(answer), pair=pair))
+    return items
+
+
+class MMVPMLLMEvaluator(Evaluator):
+    name = "mmvp_mllm"
+
+    def __init__(self, params: MMVPMLLMParams):
+        self.items = read_mmvp_mllm(Path(params.root))
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        accuracy = 100.0 * sum(r["correct"] for r in rows) / len(rows)
+        return EvalResult({"pair_accuracy": pair_accuracy(rows), "question_accuracy": accuracy}, "pair_accuracy", rows,
+                          {"questions": len(rows)})
+
+
+# -- POPE ---------------------------------------------------------------------
+class POPEParams(Params):
+    root: str = Field(..., description="directory holding coco_pope_{random,popular,adversarial}.json")
+    image_folder: str = Field(..., description="COCO val2014 images")
+    splits: list[str] = Field(default_factory=lambda: ["random", "popular", "adversarial"])
+
+
+def read_pope(root: Path, image_folder: Path, splits: list[str]) -> list[Item]:
+    items = []
+    for split in splits:
+        path = root / f"coco_pope_{split}.json"
+        if not path.is_file():
+            raise ValueError(f"pope: {path} not found")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                label = record["label"].strip().lower()
+                if label not in ("yes", "no"):
+                    raise KeyError
+                image = image_folder / record["image"]
+            except (json.JSONDecodeError, KeyError, AttributeError):
+                raise ValueError(f"{path}:{number}: expected question_id, image, text and label yes/no") from None
+            if not image.is_file():
+                raise ValueError(f"{path}:{number}: image {image} not found")
+            items.append(Item(f"{split}-{record.get('question_id', number)}", image, record["text"], ("Yes", "No"),
+                              0 if label == "yes" else 1, group=split))
+    return items
+
+
+class POPEEvaluator(Evaluator):
+    name = "pope"
+
+    def __init__(self, params: POPEParams):
+        self.splits = params.splits
+        self.items = read_pope(Path(params.root), Path(params.image_folder), params.splits)
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        metrics: dict[str, float] = {}
+        for split in self.splits:
+            part = [r for r in rows if r["group"] == split]
+            tp = sum(r["prediction"] == "Yes" and r["answer"] == "Yes" for r in part)
+            fp = sum(r["prediction"] == "Yes" and r["answer"] == "No" for r in part)
+            fn = sum(r["prediction"] == "No" and r["answer"] == "Yes" for r in part)
+            precision = tp / (tp + fp) if tp + fp else 0.0
+            recall = tp / (tp + fn) if tp + fn else 0.0
+            metrics[f"{split}_accuracy"] = 100.0 * sum(r["correct"] for r in part) / len(part)
+            metrics[f"{split}_precision"] = 100.0 * precision
+            metrics[f"{split}_recall"] = 100.0 * recall
+            metrics[f"{split}_f1"] = 100.0 * (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+            metrics[f"{split}_yes_ratio"] = 100.0 * sum(r["prediction"] == "Yes" for r in part) / len(part)
+        metrics["f1"] = sum(metrics[f"{s}_f1"] for s in self.splits) / len(self.splits)
+        return EvalResult(metrics, "f1", rows, {"questions": len(rows)})
+
+
+# -- the project's own multiple-choice JSONL ------------------------------------------
+class MultipleChoiceParams(Params):
+    file: str = Field(..., description="JSONL: image (relative to the file, optional), question, options, answer (index or text), pair (optional), group (optional)")
+    limit: PositiveInt | None = None
+
+
+def read_multiple_choice(path: Path) -> list[Item]:
+    if not path.is_file():
+        raise ValueError(f"multiple_choice: {path} not found")
+    items = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where}: not valid JSON") from None
+        options = record.get("options")
+        if not isinstance(options, list) or len(options) < 2:
+            raise ValueError(f"{where}: needs a list of at least two options")
+        answer = record.get("answer")
+        index = options.index(answer) if isinstance(answer, str) and answer in options else answer
+        if not isinstance(index, int) or not 0 <= index < len(options):
+            raise ValueError(f"{where}: answer {answer!r} is not an option or an option index")
+        image = path.parent / record["image"] if record.get("image") else None
+        if image is not None and not image.is_file():
+            raise ValueError(f"{where}: image {image} not found")
+        items.append(Item(str(record.get("id", number)), image, str(record["question"]), tuple(map(str, options)), index,
+                          group=str(record.get("group", "")), pair=str(record["pair"]) if record.get("pair") is not None else None))
+    return items
+
+
+class MultipleChoiceEvaluator(Evaluator):
+    name = "multiple_choice"
+
+    def __init__(self, params: MultipleChoiceParams):
+        self.items = read_multiple_choice(Path(params.file))[: params.limit]
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        metrics = {"accuracy": 100.0 * sum(r["correct"] for r in rows) / len(rows)}
+        for group in sorted({r["group"] for r in rows if r["group"]}):
+            part = [r for r in rows if r["group"] == group]
+            metrics[f"{group}_accuracy"] = 100.0 * sum(r["correct"] for r in part) / len(part)
+        if any(r["pair"] for r in rows):
+            metrics["pair_accuracy"] = pair_accuracy(rows)
+        return EvalResult(metrics, "accuracy", rows, {"questions": len(rows)})

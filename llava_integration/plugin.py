@@ -1,0 +1,30 @@
+"""Registers the LLaVA benchmarks as evaluators (same entry-point group as every plugin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genhancer_plugins import ComponentSpec, hookimpl
+
+
+def _lazy(name: str):
+    def build(params: Any) -> Any:
+        from . import benchmarks
+
+        return getattr(benchmarks, name)(params)
+
+    return build
+
+
+@hookimpl
+def genhancer_components() -> list[ComponentSpec]:
+    from .benchmarks import MMVPMLLMParams, MultipleChoiceParams, POPEParams
+
+    return [
+        ComponentSpec(kind="evaluator", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
+                      description="MMVP (MLLM): 150 question pairs, likelihood-scored; pair and question accuracy"),
+        ComponentSpec(kind="evaluator", name="pope", factory=_lazy("POPEEvaluator"), params=POPEParams,
+                      description="POPE random/popular/adversarial: yes/no by likelihood; accuracy, F1, yes-ratio"),
+        ComponentSpec(kind="evaluator", name="multiple_choice", factory=_lazy("MultipleChoiceEvaluator"), params=MultipleChoiceParams,
+                      description="any JSONL of image, question, options, answer; likelihood-scored"),
+    ]

@@ -1,0 +1,101 @@
+"""Swapping the vision tower of a LLaVA model.
+
+LLaVA-1.5 reads features from layer -2 of a CLIP vision tower without the CLS
+token, through a 2-layer MLP projector. A replacement tower must give the
+projector the width it was trained on, and the same number of patch tokens
+the processor inserts for each ``<image>``; anything else is an error that
+says what differs and what the projector would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class TowerMismatch(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TowerShape:
+    hidden_size: int
+    patch_size: int
+    image_size: int
+
+    @property
+    def tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def tower_shape(config: Any) -> TowerShape:
+    vision = getattr(config, "vision_config", config)
+    return TowerShape(int(vision.hidden_size), int(vision.patch_size), int(vision.image_size))
+
+
+def load_tower(source: str | Path) -> tuple[Any, Any]:
+    """A vision tower and its image processor, loaded the way LLaVA-1.5 does
+    (``CLIPVisionModel`` / ``SiglipVisionModel`` and the image processor from the path)."""
+    from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel, SiglipVisionModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    config = AutoConfig.from_pretrained(source)
+    model_class = SiglipVisionModel if config.model_type.startswith("siglip") else CLIPVisionModel
+    return model_class.from_pretrained(source), AutoImageProcessor.from_pretrained(source)
+
+
+def check_compatible(llava_config: Any, new: TowerShape) -> None:
+    old = tower_shape(llava_config.vision_config)
+    problems = []
+    if new.hidden_size != old.hidden_size:
+        problems.append(
+            f"hidden size {new.hidden_size} != {old.hidden_size}: the projector's first layer takes {old.hidden_size}-dim "
+            f"features; a {new.hidden_size}-dim tower needs a new projector (run the LLaVA pretraining phase)"
+        )
+    if new.tokens != old.tokens:
+        problems.append(
+            f"{new.tokens} image tokens ({new.image_size} px / patch {new.patch_size}) != {old.tokens} "
+            f"({old.image_size} px / patch {old.patch_size}): the processor and the trained model expect {old.tokens} "
+            "tokens per image; use a tower at the same resolution and patch size, or retrain the projector and LLM"
+        )
+    if problems:
+        raise TowerMismatch("incompatible vision tower: " + "; ".join(problems))
+
+
+def swap_vision_tower(model: Any, tower_source: str | Path, processor: Any = None, strict_shape: bool = True) -> Any:
+    """Load ``tower_source`` into ``model`` (a ``LlavaForConditionalGeneration``) in place.
+
+    Returns the processor with the tower's image processor (resolution, mean/std),
+    when one was given. ``strict_shape=False`` only allows a different token count
+    or width for models whose projector and LLM will be (re)trained anyway.
+    """
+    tower, image_processor = load_tower(tower_source)
+    new = tower_shape(tower.config)
+    if strict_shape:
+        check_compatible(model.config, new)
+    target = model.model.vision_tower
+    if type(target).__name__ != type(tower).__name__:
+        raise TowerMismatch(f"the LLaVA model holds a {type(target).__name__}; {tower_source} is a {type(tower).__name__}")
+    target.load_state_dict(tower.state_dict(), strict=True)
+    model.config.vision_config = tower.config
+    if processor is not None:
+        processor.image_processor = image_processor
+        processor.patch_size = new.patch_size
+    return processor
+
+
+def llava_repo_features(tower_dir: str | Path, images: list[Any]) -> Any:
+    """Features exactly as the original LLaVA-1.5 repository computes them:
+    ``CLIPVisionModel`` + ``CLIPImageProcessor`` from the path, hidden states of
+    layer -2, CLS token dropped."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+
+    tower = CLIPVisionModel.from_pretrained(tower_dir).eval()
+    processor = CLIPImageProcessor.from_pretrained(tower_dir)
+    pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        out = tower(pixel_values=pixels, output_hidden_states=True)
+    return out.hidden_states[-2][:, 1:]
