@@ -1,0 +1,245 @@
+"""LLaVA-1.5 integration: tower swap, data, conversation masking, scoring, benchmark readers, the CPU twin."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY, run_recipe, write_recipe
+from llava_integration.benchmarks import (
+    MMVPMLLMEvaluator,
+    MMVPMLLMParams,
+    MultipleChoiceEvaluator,
+    MultipleChoiceParams,
+    POPEEvaluator,
+    POPEParams,
+)
+from llava_integration.conversation import IGNORE, SYSTEM, encode_conversation
+from llava_integration.data import Collator, LlavaDataset, pad_to_square
+from llava_integration.tower import TowerMismatch, llava_repo_features, swap_vision_tower
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+
+
+def save_tower(path: Path, seed: int, **overrides) -> Path:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    config = {**VISION, **overrides}
+    CLIPVisionModel(CLIPVisionConfig(**config)).save_pretrained(path)
+    size = config["image_size"]
+    CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                       image_mean=[0.1, 0.2, 0.3]).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("What colour is it ?\nred blue green\nDescribe the image .\na red circle\n")
+    return path
+
+
+@pytest.fixture
+def tiny_llava(tmp_path, corpus):
+    from genhancer_plugins.recipe import LlavaSettings
+    from llava_integration.build import build_llava
+
+    settings = LlavaSettings(language_model_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                                    "num_attention_heads": 2, "num_key_value_heads": 2,
+                                                    "max_position_embeddings": 256},
+                             tokenizer_corpus=[str(corpus)])
+    return build_llava(save_tower(tmp_path / "tower", 0), settings)
+
+
+def test_swap_loads_the_tower_and_its_processor(tmp_path, tiny_llava):
+    model, processor = tiny_llava
+    new = save_tower(tmp_path / "new", 1)
+    swap_vision_tower(model, new, processor)
+    from transformers import CLIPVisionModel
+
+    reference = CLIPVisionModel.from_pretrained(new)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.model.vision_tower.state_dict()[key], value)
+    assert list(processor.image_processor.image_mean) == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"hidden_size": 48, "intermediate_size": 96}, "hidden size 48 != 32: the projector's first layer takes 32-dim features"),
+    ({"image_size": 48}, "36 image tokens .* != 16"),
+    ({"patch_size": 4}, "64 image tokens .* != 16"),
+])
+def test_incompatible_towers_say_what_differs(tmp_path, tiny_llava, overrides, message):
+    model, processor = tiny_llava
+    with pytest.raises(TowerMismatch, match=message):
+        swap_vision_tower(model, save_tower(tmp_path / "bad", 2, **overrides), processor)
+
+
+@pytest.mark.slow
+def test_export_loads_as_the_original_llava_repository_does(tmp_path):
+    from transformers import CLIPVisionModel
+
+    run_recipe(write_recipe(tmp_path, TINY), tmp_path / "run")
+    export = tmp_path / "run" / "export"
+    tower, info = CLIPVisionModel.from_pretrained(export, output_loading_info=True)
+    assert not info["missing_keys"]
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+    feats = llava_repo_features(export, [image])
+    assert feats.shape == (1, 16, 32)  # (32 / 8)^2 patch tokens of layer -2, CLS dropped
+
+
+def test_vicuna_template_masks_everything_but_the_replies(tiny_llava):
+    _, processor = tiny_llava
+    tok = processor.tokenizer
+    image_id = tok.convert_tokens_to_ids("<image>")
+    enc = encode_conversation(tok, [("<image>\nWhat colour is it ?", "red"), ("Describe the image .", "a red circle")], image_id, 4)
+    assert enc.input_ids[0] == tok.bos_token_id and enc.input_ids.count(image_id) == 4
+    trained = [i for i, label in zip(enc.input_ids, enc.labels) if label != IGNORE]
+    assert tok.decode(trained).split() == ["red", "</s>", "a", "red", "circle", "</s>"]
+    text = tok.decode([i for i in enc.input_ids if i != image_id])
+    assert text.startswith("<s> " + SYSTEM.split()[0]) and "USER :" in text and "ASSISTANT :" in text
+
+
+def test_dataset_skips_and_counts_bad_records(tmp_path, tiny_llava):
+    _, processor = tiny_llava
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (20, 10), (0, 0, 255)).save(tmp_path / "img" / "a.png")
+    good = {"id": "1", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhat colour is it ?"}, {"from": "gpt", "value": "blue"}]}
+    records = [
+        good,
+        {**good, "id": "2", "image": "missing.png"},
+        {**good, "id": "3", "conversations": [{"from": "human", "value": "What colour is it ?"}, {"from": "gpt", "value": "blue"}]},
+        {"id": "4", "conversations": [{"from": "human", "value": "What colour is it ?"}, {"from": "gpt", "value": "red"}]},
+        {"id": "5", "conversations": [{"from": "gpt", "value": "red"}]},
+        {**good, "id": "6", "conversations": [{"from": "human", "value": "<image>\n" + "red " * 400}, {"from": "gpt", "value": "blue"}]},
+    ]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    data = LlavaDataset(tmp_path / "data.json", tmp_path / "img", processor, processor.tokenizer.convert_tokens_to_ids("<image>"), 16, max_length=300)
+    assert len(data) == 2  # the good one and the text-only one
+    assert dict(data.skipped) == {"missing image": 1, "no <image> token": 1, "malformed conversations": 1, "longer than max_length": 1}
+    batch = Collator(processor.tokenizer.pad_token_id)([data[0], data[1]])
+    assert batch["pixel_values"].shape == (1, 3, 32, 32)  # only the image record brings pixels
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert (batch["labels"][1][batch["attention_mask"][1] == 0] == IGNORE).all()
+
+
+def test_pad_to_square_uses_the_processor_mean():
+    out = pad_to_square(Image.new("RGB", (20, 10), (0, 0, 0)), (0.5, 0.25, 1.0))
+    assert out.size == (20, 20) and out.getpixel((0, 0)) == (128, 64, 255) and out.getpixel((10, 10)) == (0, 0, 0)
+
+
+def test_likelihood_scorer_prefers_the_option_the_model_finds_likely(tiny_llava):
+    from llava_integration.scoring import LikelihoodScorer
+
+    model, processor = tiny_llava
+    tok = processor.tokenizer
+    red, blue = tok.convert_tokens_to_ids("red"), tok.convert_tokens_to_ids("blue")
+    with torch.no_grad():  # make the LM strongly prefer "blue" after anything
+        model.lm_head.weight.zero_()
+        model.lm_head.bias = None
+        model.lm_head.weight[blue] = 0
+        model.model.language_model.norm.weight.fill_(1.0)
+    scorer = LikelihoodScorer(model, processor)
+    image = Image.new("RGB", (32, 32), (0, 0, 255))
+    nll = scorer.option_nll(image, "What colour is it ?", ["red", "blue"])
+    assert nll[0] == pytest.approx(nll[1])  # zero head: both equally likely
+    with torch.no_grad():
+        model.lm_head.weight[blue] = 1.0  # positive along every hidden unit: "blue" gains on any hidden state with a positive sum
+        hidden = torch.ones(model.config.text_config.hidden_size)
+        model.lm_head.weight[red] = -hidden
+    choice, nll = scorer.choose(image, "What colour is it ?", ["red", "blue"])
+    assert nll == scorer.option_nll(image, "What colour is it ?", ["red", "blue"])  # deterministic
+    assert choice == min(range(2), key=nll.__getitem__)
+
+
+class Scripted:
+    """Answers from a script: question key -> chosen option index."""
+
+    name = "scripted"
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def choose(self, image, question, options):
+        self.calls.append((image is not None, question, tuple(options)))
+        pick = self.answers.pop(0)
+        return pick, [0.0 if i == pick else 1.0 for i in range(len(options))]
+
+
+def test_mmvp_mllm_reader_and_pair_accuracy(tmp_path):
+    root = tmp_path / "MMVP"
+    (root / "MMVP Images").mkdir(parents=True)
+    rows = [(1, "Open or closed?", "(a) Open (b) Closed", "(a)"), (2, "Open or closed?", "(a) Open (b) Closed", "(b)"),
+            (3, "Which way?", "(a) Left (b) Right", "(b)"), (4, "Which way?", "(a) Left (b) Right", "(a)")]
+    with (root / "Questions.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Index", "Question", "Options", "Correct Answer"])
+        w.writerows(rows)
+    for index, *_ in rows:
+        Image.new("RGB", (8, 8)).save(root / "MMVP Images" / f"{index}.jpg")
+    evaluator = MMVPMLLMEvaluator(MMVPMLLMParams(root=str(root)))
+    model = Scripted([0, 1, 1, 1])  # pair 1 right, pair 2 half right
+    result = evaluator.evaluate(model)
+    assert result.metrics == {"pair_accuracy": 50.0, "question_accuracy": 75.0}
+    assert model.calls[0] == (True, "Open or closed?", ("Open", "Closed"))
+    (root / "MMVP Images" / "4.jpg").unlink()
+    with pytest.raises(ValueError, match="row 5: image .*4.jpg not found"):
+        MMVPMLLMEvaluator(MMVPMLLMParams(root=str(root)))
+
+
+def test_pope_reader_and_f1_by_hand(tmp_path):
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "x.jpg")
+    labels = ["yes", "yes", "no", "no"]
+    lines = [json.dumps({"question_id": i, "image": "x.jpg", "text": f"Is there a thing {i}?", "label": l}) for i, l in enumerate(labels)]
+    (tmp_path / "coco_pope_random.json").write_text("\n".join(lines) + "\n")
+    evaluator = POPEEvaluator(POPEParams(root=str(tmp_path), image_folder=str(tmp_path / "img"), splits=["random"]))
+    # predictions: yes, no, yes, no -> TP 1, FN 1, FP 1, TN 1
+    m = evaluator.evaluate(Scripted([0, 1, 0, 1])).metrics
+    assert m["random_accuracy"] == 50.0 and m["random_precision"] == 50.0 and m["random_recall"] == 50.0
+    assert m["random_f1"] == 50.0 and m["random_yes_ratio"] == 50.0 and m["f1"] == 50.0
+    with pytest.raises(ValueError, match="coco_pope_popular.json not found"):
+        POPEEvaluator(POPEParams(root=str(tmp_path), image_folder=str(tmp_path / "img"), splits=["popular"]))
+
+
+def test_multiple_choice_jsonl(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    items = [{"image": "a.png", "question": "q", "options": ["x", "y"], "answer": "y", "pair": "p", "group": "g"},
+             {"image": "a.png", "question": "q", "options": ["x", "y"], "answer": 0, "pair": "p", "group": "g"}]
+    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    m = MultipleChoiceEvaluator(MultipleChoiceParams(file=str(tmp_path / "mc.jsonl"))).evaluate(Scripted([1, 1])).metrics
+    assert m == {"accuracy": 50.0, "g_accuracy": 50.0, "pair_accuracy": 0.0}
+
+
+@pytest.mark.slow
+def test_cpu_twin_runs_the_whole_chain(tmp_path):
+    from genhancer_miniature.twin import write_twin_data
+
+    data = write_twin_data(tmp_path / "twin", train_images=24, eval_pairs=1)
+    llava = {
+        "language_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                  "num_key_value_heads": 2, "max_position_embeddings": 256},
+        "tokenizer_corpus": [str(data / "corpus.txt")], "max_length": 200, "gradient_checkpointing": False,
+        "pretrain": {"data": str(data / "pretrain.json"), "learning_rate": 1e-3, "batch_size": 8, "max_steps": 2, "num_workers": 0, "save_steps": 1},
+        "finetune": {"data": str(data / "finetune.json"), "learning_rate": 1e-4, "batch_size": 8, "max_steps": 2, "num_workers": 0},
+        "eval": [{"name": "multiple_choice", "params": {"file": str(data / "eval.jsonl")}}],
+    }
+    recipe = write_recipe(tmp_path, {**TINY, "llava": llava})
+    summary = run_recipe(recipe, tmp_path / "run")
+    assert set(summary["llava"]["towers"]) == {"original", "enhanced"}
+    for tower in ("original", "enhanced"):
+        phases = summary["llava"]["towers"][tower]["phases"]
+        assert phases["pretrain"]["steps"] == 2 and phases["finetune"]["steps"] == 2
+        assert phases["pretrain"]["trainable_parameters"] < phases["finetune"]["trainable_parameters"]
+        assert (tmp_path / "run" / "llava" / tower / "finetune" / "final" / "model.safetensors").is_file()
+    assert set(summary["llava"]["eval"]["multiple_choice"]) == {"original", "enhanced"}
+    assert (tmp_path / "run" / "llava" / "eval" / "multiple_choice" / "summary.json").is_file()
+    # a recipe that starts from an already enhanced encoder runs only the LLaVA phases
+    only = write_recipe(tmp_path, {**TINY, "stage1": {"enabled": False}, "stage2": {"enabled": False},
+                                   "llava": {**llava, "towers": ["enhanced"], "tower": str(tmp_path / "run" / "export")}}, "only.yaml")
+    again = run_recipe(only, tmp_path / "only")
+    assert again["stages"] == {} and list(again["llava"]["towers"]) == ["enhanced"]
