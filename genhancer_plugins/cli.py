@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--output", "-o", default="genhancer-report", help="report directory (default: genhancer-report)")
 
+    llava = sub.add_parser("llava", help="LLaVA-1.5 utilities (the training phases run through `genhancer run`)")
+    llava_sub = llava.add_subparsers(dest="llava_command", metavar="COMMAND", required=True)
+    swap = llava_sub.add_parser(
+        "swap",
+        help="put an enhanced tower into an existing LLaVA checkpoint (no retraining)",
+        description=(
+            "Load a LLaVA checkpoint (e.g. llava-hf/llava-1.5-7b-hf), replace its vision tower by TOWER and save the "
+            "result with a consistent processor. The projector is kept as trained for the original tower: a quick "
+            "first look; the paper retrains LLaVA with the enhanced tower."
+        ),
+    )
+    swap.add_argument("--llava", required=True, help="LLaVA checkpoint: hub id or directory")
+    swap.add_argument("--tower", required=True, help="vision tower directory (a GenHancer export or any CLIP/SigLIP)")
+    swap.add_argument("--output", "-o", required=True, help="directory for the new checkpoint (must not exist or be empty)")
+
     plugins = sub.add_parser(
         "plugins",
         help="list registered components and where they come from",
@@ -202,6 +217,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for name, stage in plan["stages"].items():
         trainable = f"{_human(stage['trainable'])} trainable: {stage['what']}; " if "trainable" in stage else ""
         print(f"  {name}: {trainable}lr {stage['learning_rate']:g}, {stage['length']}, warm-up {stage['warmup_steps']}")
+    if plan.get("pretrain"):
+        print(f"pretrain {plan['pretrain']['name']} (cached in {plan['pretrain']['cache']})")
+    if plan.get("eval"):
+        print(f"eval     {', '.join(e['name'] for e in plan['eval'])} (original encoder before training, export after)")
+    if plan.get("llava"):
+        llava = plan["llava"]
+        print(f"llava    towers {', '.join(llava['towers'])}; language model {llava['language_model']}")
+        for name, phase in llava["phases"].items():
+            print(f"  {name}: {phase['trains']}, lr {phase['learning_rate']:g}, {phase['batch_size_per_device']} per device x "
+                  f"{phase['gradient_accumulation_steps']} accumulation, {phase['epochs']:g} epoch(s), deepspeed {phase['deepspeed']}, "
+                  f"data {phase['data']}")
+        if llava["eval"]:
+            print(f"  eval: {', '.join(llava['eval'])}")
     data = plan["data"]
     print(
         f"data     {data['dataset']} {json.dumps(data['params'])}, {data['batch_size_per_device']} per device "
@@ -298,6 +326,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_llava(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import RunError
+
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()):
+        raise RunError(f"{output} is not empty; choose another --output")
+    from llava_integration.build import load_llava
+    from llava_integration.tower import TowerMismatch, swap_vision_tower
+
+    model, processor = load_llava(args.llava)
+    try:
+        swap_vision_tower(model, args.tower, processor)
+    except TowerMismatch as exc:
+        raise RunError(str(exc)) from None
+    model.save_pretrained(output)
+    processor.save_pretrained(output)
+    print(f"LLaVA with the tower of {args.tower}: {output}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Run
     from .manager import load_plugins
@@ -329,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import RecipeError, RunError
 
     handlers = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "eval": cmd_eval,
-                "reconstruct": cmd_reconstruct, "report": cmd_report}
+                "reconstruct": cmd_reconstruct, "report": cmd_report, "llava": cmd_llava}
     try:
         return handlers[args.command](args)
     except RecipeError as exc:
