@@ -73,6 +73,7 @@ def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: 
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=settings.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
         seed=seed,
         deepspeed=deepspeed,
         disable_tqdm=False,
