@@ -183,3 +183,18 @@ def test_metrics_go_to_tensorboard_when_asked(tmp_path):
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert len(acc.Scalars("stage1/loss")) == 6 and len(acc.Scalars("stage2/lr")) == 4
+
+
+def test_gradient_accumulation_counts_optimisation_steps(tmp_path):
+    recipe = write_recipe(tmp_path, {**TINY, "train": {**TINY["train"], "gradient_accumulation_steps": 2},
+                                     "stage1": {"steps": 3}, "stage2": {"steps": 2}})
+    steps = []
+
+    class Count:
+        @hookimpl
+        def genhancer_step_end(self, step):
+            steps.append((step.stage, step.step))
+
+    summary = run_recipe(recipe, tmp_path / "out", plugins=[(Count(), "count")])
+    assert steps == [("stage1", 1), ("stage1", 2), ("stage1", 3), ("stage2", 1), ("stage2", 2)]
+    assert summary["stages"]["stage1"]["steps"] == 3

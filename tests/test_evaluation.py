@@ -190,3 +190,64 @@ def test_run_evaluates_before_and_after_and_records_both(tmp_path):
 
     with pytest.raises(RunError, match=r"eval.0 \(mmvp_vlm\): .*Questions.csv not found"):
         run_recipe(missing, tmp_path / "never")
+
+
+def _save_encoder(family: str, path: Path, text: bool = True) -> Path:
+    from genhancer_hf_encoders.encoders import build_encoder
+    from genhancer_hf_encoders.params import HFEncoderParams
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    text_cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
+                    max_position_embeddings=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    torch.manual_seed(0)
+    config = {"vision": vision, **({"text": text_cfg} if text else {}), **({"projection_dim": 24} if family == "clip" else {})}
+    build_encoder(family, HFEncoderParams(config=config)).save_pretrained(path)
+    return path
+
+
+def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
+    from genhancer_plugins.evaluation import load_model
+    from genhancer_plugins.manager import load_plugins
+
+    model = load_model(load_plugins(), str(_save_encoder("siglip", tmp_path / "siglip")))
+    assert model.family == "siglip"
+    with torch.no_grad():
+        model.model.logit_scale.fill_(2.0)
+        model.model.logit_bias.fill_(-3.0)
+    images = model.image_embeddings([Image.new("RGB", (32, 32), (200, 0, 0))])
+    texts = model.text_embeddings(["a photo of red"])
+    expected = torch.exp(torch.tensor(2.0)) * texts @ images.T - 3.0
+    assert torch.allclose(model.logits(images, texts), expected, atol=1e-5)
+    write_mmvp(tmp_path / "mmvp")
+    result = MMVPEvaluator(MMVPParams(root=str(tmp_path / "mmvp"))).evaluate(model)
+    assert 0 <= result.metrics["average"] <= 100
+
+
+def test_vision_only_model_borrows_the_text_tower_named(tmp_path):
+    from transformers import CLIPVisionModelWithProjection
+
+    from genhancer_plugins.evaluation import load_model
+    from genhancer_plugins.manager import load_plugins
+
+    from transformers import CLIPModel, CLIPVisionConfig
+
+    full = _save_encoder("clip", tmp_path / "full")
+    whole = CLIPModel.from_pretrained(full)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**{**whole.config.vision_config.to_diff_dict(), "projection_dim": 24}))
+    vision.vision_model.load_state_dict(whole.vision_model.state_dict())
+    vision.visual_projection.load_state_dict(whole.visual_projection.state_dict())
+    with torch.no_grad():
+        vision.visual_projection.weight.mul_(-1)  # a different vision side, to see which one is used
+    vision.save_pretrained(tmp_path / "vision")
+    from transformers import AutoImageProcessor
+
+    AutoImageProcessor.from_pretrained(full).save_pretrained(tmp_path / "vision")
+    manager = load_plugins()
+    alone = load_model(manager, str(tmp_path / "vision"))
+    with pytest.raises(ValueError, match="has no text tower: pass --text-from"):
+        alone.text_embeddings(["x"])
+    paired = load_model(manager, str(tmp_path / "vision"), text_from=str(full))
+    original = load_model(manager, str(full))
+    image = [Image.new("RGB", (32, 32), (10, 200, 10))]
+    assert torch.allclose(paired.image_embeddings(image), -original.image_embeddings(image), atol=1e-5)
+    assert torch.allclose(paired.text_embeddings(["a"]), original.text_embeddings(["a"]))
