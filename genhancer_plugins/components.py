@@ -44,6 +44,15 @@ class OfflineUnknown(Exception):
     """Raised by a factory asked for ``meta=True`` when the architecture needs a download."""
 
 
+def load_presets(package: str) -> dict[str, Any]:
+    """The ``presets.yaml`` shipped inside ``package`` (presets are data, not code)."""
+    from importlib import resources
+
+    import yaml
+
+    return yaml.safe_load(resources.files(package).joinpath("presets.yaml").read_text())
+
+
 class Pretrainer:
     """A recipe phase that produces the encoder to enhance (``pretrain:``).
 

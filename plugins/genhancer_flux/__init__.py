@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from genhancer_plugins import ComponentSpec, hookimpl
+from genhancer_plugins import ComponentSpec, hookimpl, load_presets
 
 from .params import RectifiedFlowParams, VAEParams
 
@@ -26,7 +23,7 @@ def _build_rectified_flow(params: RectifiedFlowParams, target: Any, meta: bool =
 
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
-    presets = yaml.safe_load(resources.files(__name__).joinpath("presets.yaml").read_text())
+    presets = load_presets(__name__)
     return [
         ComponentSpec(
             kind="tokenizer",

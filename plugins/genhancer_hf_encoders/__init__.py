@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from genhancer_plugins import ComponentSpec, hookimpl
+from genhancer_plugins import ComponentSpec, hookimpl, load_presets
 
 
 def _presets() -> dict[str, Any]:
-    return yaml.safe_load(resources.files(__name__).joinpath("presets.yaml").read_text())
+    return load_presets(__name__)
 
 
 def _build(family: str, params: Any, meta: bool = False) -> Any:
