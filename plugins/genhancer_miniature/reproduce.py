@@ -235,6 +235,10 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
             lines.append(f"| {tower} | " + " | ".join(cells) + " |")
     lines += ["", "## Charts", "", f"![linear probes per attribute]({assets.name}/probes.png)", ""]
     first = seeds[0]
+    lines.append("The denoisers are tiny and trained for a few hundred steps, so the reconstructions below are far from "
+                 "their inputs (the discrete one collapses to the most frequent palette colour); the encoder gains above "
+                 "come from the pressure to reconstruct, not from good reconstructions, which is the paper's point about "
+                 "imperfect generative models.\n")
     for name in ("main", "discrete"):
         for stage in ("stage1", "stage2"):
             grid = runs / name / f"seed{first}" / stage / "reconstructions.png"
