@@ -206,6 +206,26 @@ def test_pope_reader_and_f1_by_hand(tmp_path):
         POPEEvaluator(POPEParams(root=str(tmp_path), image_folder=str(tmp_path / "img"), splits=["popular"]))
 
 
+def test_cv_bench_reader_and_combined_accuracy_by_hand(tmp_path):
+    from llava_integration.benchmarks import CVBenchEvaluator, CVBenchParams
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "x.png")
+    rows_2d = [{"idx": i, "type": "2D", "task": "Count", "question": f"How many? {i}", "choices": ["1", "2", "3"],
+                "answer": "(B)", "filename": "img/x.png", "source": src} for i, src in enumerate(["ADE20K", "ADE20K", "COCO", "COCO"])]
+    rows_3d = [{"idx": 10 + i, "type": "3D", "task": "Depth", "question": "Which is closer?", "choices": ["lamp", "bed"],
+                "answer": "(A)", "filename": "img/x.png", "source": "Omni3D"} for i in range(2)]
+    (tmp_path / "test_2d.jsonl").write_text("\n".join(json.dumps(r) for r in rows_2d))
+    (tmp_path / "test_3d.jsonl").write_text("\n".join(json.dumps(r) for r in rows_3d))
+    # ADE20K: right, wrong (50); COCO: right, right (100); Omni3D: right, wrong (50)
+    m = CVBenchEvaluator(CVBenchParams(root=str(tmp_path))).evaluate(Scripted([1, 0, 1, 1, 0, 1])).metrics
+    assert (m["ADE20K_accuracy"], m["COCO_accuracy"], m["Omni3D_accuracy"]) == (50.0, 100.0, 50.0)
+    assert m["2D"] == 75.0 and m["3D"] == 50.0 and m["overall"] == 62.5
+    (tmp_path / "test_3d.jsonl").write_text(json.dumps({**rows_3d[0], "answer": "(C)"}))
+    with pytest.raises(ValueError, match=r"test_3d.jsonl:1: answer '\(C\)' is not one of 2 choices"):
+        CVBenchEvaluator(CVBenchParams(root=str(tmp_path)))
+
+
 def test_multiple_choice_jsonl(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     items = [{"image": "a.png", "question": "q", "options": ["x", "y"], "answer": "y", "pair": "p", "group": "g"},
