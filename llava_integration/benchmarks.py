@@ -13,6 +13,9 @@ Each evaluator reads its benchmark's published on-disk layout and asks a
 - ``cv_bench``: ``test_2d.jsonl`` / ``test_3d.jsonl`` (``idx, type, task, question,
   choices, answer`` like ``(A)``, ``filename`` under the root, ``source``); accuracy per
   source, 2D = mean(ADE20K, COCO), 3D = Omni3D, overall = mean(2D, 3D).
+- ``hallusion_bench``: ``HallusionBench.json`` (``category, subcategory, visual_input,
+  set_id, figure_id, question_id, question, gt_answer`` 1/0, ``filename``); yes/no by
+  likelihood; all-, question- and figure-accuracy.
 - ``multiple_choice``: the project's own JSONL (``image, question, options,
   answer`` index or text, optional ``pair``), used by the CPU twin.
 """
@@ -238,6 +241,71 @@ class CVBenchEvaluator(Evaluator):
         metrics = {"overall": (two_d + by_source["Omni3D"]) / 2, "2D": two_d, "3D": by_source["Omni3D"],
                    **{f"{k}_accuracy": v for k, v in by_source.items()}}
         return EvalResult(metrics, "overall", rows, {"questions": len(rows)})
+
+
+# -- HallusionBench -------------------------------------------------------------
+class HallusionParams(Params):
+    file: str = Field(..., description="HallusionBench.json (the release's list of questions)")
+    image_root: str | None = Field(None, description="where the `filename` paths resolve (default: beside the file)")
+
+
+def read_hallusion(path: Path, image_root: Path) -> list[Item]:
+    if not path.is_file():
+        raise ValueError(f"hallusion_bench: {path} not found")
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    items = []
+    for number, record in enumerate(records):
+        where = f"{path}: record {number}"
+        try:
+            keys = [str(record[k]) for k in ("category", "subcategory", "set_id", "figure_id", "question_id")]
+            answer = str(record["gt_answer"]).strip()
+            visual = str(record["visual_input"]).strip() != "0"
+            question = record["question"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{where}: expected category, subcategory, set_id, figure_id, question_id, visual_input, question, gt_answer") from None
+        if answer not in ("0", "1"):
+            raise ValueError(f"{where}: gt_answer {answer!r} must be 1 (yes) or 0 (no)")
+        image = None
+        if visual:
+            image = image_root / str(record.get("filename", "")).lstrip("./")
+            if not image.is_file():
+                raise ValueError(f"{where}: image {image} not found")
+        category, subcategory, set_id, figure_id, question_id = keys
+        items.append(Item(
+            key=f"{category}/{subcategory}/{set_id}/{figure_id}/{question_id}", image=image, question=question,
+            options=("Yes", "No"), answer=0 if answer == "1" else 1, group="figure" if visual else "no_figure",
+            # pair = the question across its figures (qAcc); figure grouping is rebuilt from the key (fAcc)
+            pair=f"{category}/{subcategory}/{set_id}/q{question_id}",
+        ))
+    return items
+
+
+class HallusionEvaluator(Evaluator):
+    """aAcc: every question; qAcc: a question counts when it is right for every figure it is asked
+    about; fAcc: a figure counts when every question about it is right."""
+
+    name = "hallusion_bench"
+
+    def __init__(self, params: HallusionParams):
+        path = Path(params.file)
+        self.items = read_hallusion(path, Path(params.image_root) if params.image_root else path.parent)
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        figures: dict[str, list[int]] = {}
+        for row in rows:
+            if row["group"] == "figure":
+                category, subcategory, set_id, figure_id, _ = row["key"].split("/")
+                figures.setdefault(f"{category}/{subcategory}/{set_id}/{figure_id}", []).append(row["correct"])
+        metrics = {
+            "all_accuracy": 100.0 * sum(r["correct"] for r in rows) / len(rows),
+            "question_accuracy": pair_accuracy(rows),
+            "figure_accuracy": 100.0 * sum(all(v) for v in figures.values()) / max(len(figures), 1),
+        }
+        return EvalResult(metrics, "question_accuracy", rows, {"questions": len(rows), "figures": len(figures)})
 
 
 # -- the project's own multiple-choice JSONL ------------------------------------------

@@ -18,7 +18,7 @@ def _lazy(name: str):
 
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
-    from .benchmarks import CVBenchParams, MMVPMLLMParams, MultipleChoiceParams, POPEParams
+    from .benchmarks import CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, POPEParams
 
     return [
         ComponentSpec(kind="evaluator", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
@@ -27,6 +27,8 @@ def genhancer_components() -> list[ComponentSpec]:
                       description="POPE random/popular/adversarial: yes/no by likelihood; accuracy, F1, yes-ratio"),
         ComponentSpec(kind="evaluator", name="cv_bench", factory=_lazy("CVBenchEvaluator"), params=CVBenchParams,
                       description="CV-Bench 2D (ADE20K, COCO) and 3D (Omni3D), likelihood-scored; CV-Bench's combined accuracy"),
+        ComponentSpec(kind="evaluator", name="hallusion_bench", factory=_lazy("HallusionEvaluator"), params=HallusionParams,
+                      description="HallusionBench yes/no by likelihood; all-, question- and figure-accuracy"),
         ComponentSpec(kind="evaluator", name="multiple_choice", factory=_lazy("MultipleChoiceEvaluator"), params=MultipleChoiceParams,
                       description="any JSONL of image, question, options, answer; likelihood-scored"),
     ]

@@ -226,6 +226,30 @@ def test_cv_bench_reader_and_combined_accuracy_by_hand(tmp_path):
         CVBenchEvaluator(CVBenchParams(root=str(tmp_path)))
 
 
+def test_hallusion_bench_accuracies_by_hand(tmp_path):
+    from llava_integration.benchmarks import HallusionEvaluator, HallusionParams
+
+    (tmp_path / "hallusion_bench" / "VD").mkdir(parents=True)
+    for name in ("0_0.png", "0_1.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "hallusion_bench" / "VD" / name)
+    base = {"category": "VD", "subcategory": "illusion", "set_id": "0", "visual_input": "1"}
+    records = [
+        {**base, "figure_id": "0", "question_id": "0", "question": "Is A longer?", "gt_answer": "1", "filename": "./hallusion_bench/VD/0_0.png"},
+        {**base, "figure_id": "0", "question_id": "1", "question": "Is B longer?", "gt_answer": "0", "filename": "./hallusion_bench/VD/0_0.png"},
+        {**base, "figure_id": "1", "question_id": "0", "question": "Is A longer?", "gt_answer": "0", "filename": "./hallusion_bench/VD/0_1.png"},
+        {**base, "figure_id": "1", "question_id": "1", "question": "Is B longer?", "gt_answer": "1", "filename": "./hallusion_bench/VD/0_1.png"},
+        {**base, "figure_id": "0", "question_id": "2", "visual_input": "0", "question": "Is water wet?", "gt_answer": "1"},
+    ]
+    (tmp_path / "HallusionBench.json").write_text(json.dumps(records))
+    # answers: fig0 q0 yes (right), fig0 q1 no (right), fig1 q0 yes (wrong), fig1 q1 yes (right), text-only yes (right)
+    model = Scripted([0, 1, 0, 0, 0])
+    m = HallusionEvaluator(HallusionParams(file=str(tmp_path / "HallusionBench.json"))).evaluate(model).metrics
+    assert m["all_accuracy"] == 80.0
+    assert m["figure_accuracy"] == 50.0  # figure 0 all right, figure 1 not
+    assert m["question_accuracy"] == pytest.approx(200 / 3)  # q0 wrong on figure 1; q1 and the text-only q2 right
+    assert model.calls[-1][0] is False  # the text-only question goes without an image
+
+
 def test_multiple_choice_jsonl(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     items = [{"image": "a.png", "question": "q", "options": ["x", "y"], "answer": "y", "pair": "p", "group": "g"},
