@@ -73,6 +73,11 @@ def ask_all(model: MultipleChoiceModel, items: list[Item]) -> list[dict[str, Any
     return rows
 
 
+def accuracy(rows: list[dict[str, Any]]) -> float:
+    """Share of rows answered right, in %."""
+    return 100.0 * sum(r["correct"] for r in rows) / max(len(rows), 1)
+
+
 def pair_accuracy(rows: list[dict[str, Any]]) -> float:
     pairs: dict[str, list[int]] = {}
     for row in rows:
@@ -126,8 +131,7 @@ class MMVPMLLMEvaluator(Evaluator):
 
     def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
         rows = ask_all(model, self.items)
-        accuracy = 100.0 * sum(r["correct"] for r in rows) / len(rows)
-        return EvalResult({"pair_accuracy": pair_accuracy(rows), "question_accuracy": accuracy}, "pair_accuracy", rows,
+        return EvalResult({"pair_accuracy": pair_accuracy(rows), "question_accuracy": accuracy(rows)}, "pair_accuracy", rows,
                           {"questions": len(rows)})
 
 
@@ -179,7 +183,7 @@ class POPEEvaluator(Evaluator):
             fn = sum(r["prediction"] == "No" and r["answer"] == "Yes" for r in part)
             precision = tp / (tp + fp) if tp + fp else 0.0
             recall = tp / (tp + fn) if tp + fn else 0.0
-            metrics[f"{split}_accuracy"] = 100.0 * sum(r["correct"] for r in part) / len(part)
+            metrics[f"{split}_accuracy"] = accuracy(part)
             metrics[f"{split}_precision"] = 100.0 * precision
             metrics[f"{split}_recall"] = 100.0 * recall
             metrics[f"{split}_f1"] = 100.0 * (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
@@ -236,7 +240,7 @@ class CVBenchEvaluator(Evaluator):
             part = [r for r in rows if r["group"] == source]
             if not part:
                 raise ValueError(f"cv_bench: no question from source {source}")
-            by_source[source] = 100.0 * sum(r["correct"] for r in part) / len(part)
+            by_source[source] = accuracy(part)
         two_d = (by_source["ADE20K"] + by_source["COCO"]) / 2
         metrics = {"overall": (two_d + by_source["Omni3D"]) / 2, "2D": two_d, "3D": by_source["Omni3D"],
                    **{f"{k}_accuracy": v for k, v in by_source.items()}}
@@ -301,7 +305,7 @@ class HallusionEvaluator(Evaluator):
                 category, subcategory, set_id, figure_id, _ = row["key"].split("/")
                 figures.setdefault(f"{category}/{subcategory}/{set_id}/{figure_id}", []).append(row["correct"])
         metrics = {
-            "all_accuracy": 100.0 * sum(r["correct"] for r in rows) / len(rows),
+            "all_accuracy": accuracy(rows),
             "question_accuracy": pair_accuracy(rows),
             "figure_accuracy": 100.0 * sum(all(v) for v in figures.values()) / max(len(figures), 1),
         }
@@ -349,10 +353,10 @@ class MultipleChoiceEvaluator(Evaluator):
 
     def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
         rows = ask_all(model, self.items)
-        metrics = {"accuracy": 100.0 * sum(r["correct"] for r in rows) / len(rows)}
+        metrics = {"accuracy": accuracy(rows)}
         for group in sorted({r["group"] for r in rows if r["group"]}):
             part = [r for r in rows if r["group"] == group]
-            metrics[f"{group}_accuracy"] = 100.0 * sum(r["correct"] for r in part) / len(part)
+            metrics[f"{group}_accuracy"] = accuracy(part)
         if any(r["pair"] for r in rows):
             metrics["pair_accuracy"] = pair_accuracy(rows)
         return EvalResult(metrics, "accuracy", rows, {"questions": len(rows)})
