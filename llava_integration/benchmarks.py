@@ -16,6 +16,13 @@ Each evaluator reads its benchmark's published on-disk layout and asks a
 - ``hallusion_bench``: ``HallusionBench.json`` (``category, subcategory, visual_input,
   set_id, figure_id, question_id, question, gt_answer`` 1/0, ``filename``); yes/no by
   likelihood; all-, question- and figure-accuracy.
+- ``naturalbench``: the Hugging Face release (``BaiqiL/NaturalBench``, ``data/train-*.parquet``;
+  per row ``Index, Image_0, Image_1, Question_0, Question_1, Image_{i}_Question_{q}``
+  answers Yes/No or A/B, ``Question Type`` yes_no / multiple_choice); four answers per
+  row; Q-Acc, I-Acc, G-Acc and per-answer accuracy as NaturalBench defines them.
+- ``science_qa``: LLaVA's ScienceQA files (``llava_test_CQM-A.json``, ``problems.json``,
+  ``images/test/``); letters scored by likelihood; IMG accuracy (questions with an
+  image), as LLaVA reports it, and all-question accuracy when text-only ones are asked.
 - ``multiple_choice``: the project's own JSONL (``image, question, options,
   answer`` index or text, optional ``pair``), used by the CPU twin.
 """
@@ -23,6 +30,7 @@ Each evaluator reads its benchmark's published on-disk layout and asks a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -45,7 +53,7 @@ class MultipleChoiceModel(Protocol):
 @dataclass(frozen=True)
 class Item:
     key: str
-    image: Path | None
+    image: Path | bytes | None  #: a file, or encoded image bytes (benchmarks shipped as parquet)
     question: str
     options: tuple[str, ...]
     answer: int
@@ -53,10 +61,10 @@ class Item:
     pair: str | None = None  #: items sharing a pair id count together
 
 
-def _open(path: Path | None) -> Image.Image | None:
-    if path is None:
+def _open(source: Path | bytes | None) -> Image.Image | None:
+    if source is None:
         return None
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
         return image.convert("RGB")
 
 
@@ -253,13 +261,17 @@ class HallusionParams(Params):
     image_root: str | None = Field(None, description="where the `filename` paths resolve (default: beside the file)")
 
 
-def read_hallusion(path: Path, image_root: Path) -> list[Item]:
+def _read_json(path: Path, benchmark: str) -> Any:
     if not path.is_file():
-        raise ValueError(f"hallusion_bench: {path} not found")
+        raise ValueError(f"{benchmark}: {path} not found")
     try:
-        records = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_hallusion(path: Path, image_root: Path) -> list[Item]:
+    records = _read_json(path, "hallusion_bench")
     items = []
     for number, record in enumerate(records):
         where = f"{path}: record {number}"
@@ -310,6 +322,165 @@ class HallusionEvaluator(Evaluator):
             "figure_accuracy": 100.0 * sum(all(v) for v in figures.values()) / max(len(figures), 1),
         }
         return EvalResult(metrics, "question_accuracy", rows, {"questions": len(rows), "figures": len(figures)})
+
+
+# -- NaturalBench -----------------------------------------------------------------
+class NaturalBenchParams(Params):
+    root: str = Field(..., description="the release's parquet files: a directory (searched recursively, e.g. data/train-*.parquet) or one file")
+
+
+#: NaturalBench's own instruction after each question, by question type
+NATURALBENCH_SUFFIX = {"yes_no": "Please answer Yes or No.",
+                       "multiple_choice": "Please output the letter corresponding to the correct option."}
+NATURALBENCH_OPTIONS = {"yes_no": ("Yes", "No"), "multiple_choice": ("A", "B")}
+
+
+def _parquet_rows(path: Path, columns: list[str]):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError("naturalbench reads parquet files with pyarrow: pip install 'genhancer[benchmarks]'") from None
+    handle = pq.ParquetFile(path)
+    names = set(handle.schema_arrow.names)
+    # the release renamed "Question Type" to "Question_Type" at one point; both are read
+    type_column = next((c for c in ("Question_Type", "Question Type") if c in names), None)
+    missing = [c for c in columns if c not in names] + ([] if type_column else ["Question_Type"])
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; found {sorted(names)}")
+    for batch in handle.iter_batches(batch_size=64, columns=[*columns, type_column]):
+        for row in batch.to_pylist():
+            row["Question_Type"] = row.pop(type_column)
+            yield row
+
+
+def _image_bytes(value: Any, base: Path, where: str) -> bytes:
+    """An image cell as the datasets library writes it: {bytes, path}, or plain bytes."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        if value.get("path") and (base / value["path"]).is_file():
+            return (base / value["path"]).read_bytes()
+    elif isinstance(value, bytes) and value:
+        return value
+    raise ValueError(f"{where}: no image bytes (and no readable image path)")
+
+
+def read_naturalbench(root: Path) -> list[Item]:
+    files = [root] if root.is_file() else sorted(root.rglob("*.parquet"))
+    if not files:
+        raise ValueError(f"naturalbench: no parquet file at {root}")
+    columns = ["Index", "Image_0", "Image_1", "Question_0", "Question_1",
+               *(f"Image_{i}_Question_{q}" for q in (0, 1) for i in (0, 1))]
+    items = []
+    for path in files:
+        for number, row in enumerate(_parquet_rows(path, columns)):
+            where = f"{path}: row {number} (Index {row['Index']})"
+            kind = str(row["Question_Type"]).strip().lower()
+            if kind not in NATURALBENCH_OPTIONS:
+                raise ValueError(f"{where}: question type {row['Question_Type']!r} is not yes_no or multiple_choice")
+            options = NATURALBENCH_OPTIONS[kind]
+            images = [_image_bytes(row[f"Image_{i}"], path.parent, f"{where}: Image_{i}") for i in (0, 1)]
+            for q in (0, 1):
+                for i in (0, 1):
+                    answer = str(row[f"Image_{i}_Question_{q}"]).strip().rstrip(".")
+                    matches = [k for k, option in enumerate(options) if option.lower() == answer.lower()]
+                    if not matches:
+                        raise ValueError(f"{where}: Image_{i}_Question_{q} is {answer!r}, expected one of {list(options)}")
+                    items.append(Item(f"{row['Index']}/q{q}/i{i}", images[i], f"{row[f'Question_{q}']} {NATURALBENCH_SUFFIX[kind]}",
+                                      options, matches[0], group=kind, pair=str(row["Index"])))
+    return items
+
+
+class NaturalBenchEvaluator(Evaluator):
+    """Each row asks two questions of two images. Q-Acc: a question counts when right on both images;
+    I-Acc: an image counts when both its questions are right; G-Acc: a row counts when all four are right;
+    accuracy: the four answers one by one (NaturalBench's binary score)."""
+
+    name = "naturalbench"
+
+    def __init__(self, params: NaturalBenchParams):
+        self.items = read_naturalbench(Path(params.root))
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        groups: dict[str, dict[tuple[str, str], int]] = {}
+        for row in rows:
+            index, q, i = row["key"].rsplit("/", 2)
+            groups.setdefault(index, {})[(q, i)] = row["correct"]
+        questions = [all(g[(q, i)] for i in ("i0", "i1")) for g in groups.values() for q in ("q0", "q1")]
+        images = [all(g[(q, i)] for q in ("q0", "q1")) for g in groups.values() for i in ("i0", "i1")]
+        metrics = {
+            "g_acc": 100.0 * sum(all(g.values()) for g in groups.values()) / max(len(groups), 1),
+            "q_acc": 100.0 * sum(questions) / max(len(questions), 1),
+            "i_acc": 100.0 * sum(images) / max(len(images), 1),
+            "accuracy": accuracy(rows),
+        }
+        return EvalResult(metrics, "g_acc", rows, {"questions": len(rows), "groups": len(groups)})
+
+
+# -- ScienceQA-IMG ------------------------------------------------------------------
+class ScienceQAParams(Params):
+    root: str = Field(..., description="LLaVA's scienceqa folder: problems.json, the question file and images/test/")
+    question_file: str = Field("llava_test_CQM-A.json", description="LLaVA-format questions, relative to root")
+    image_folder: str = Field("images/test", description="where each question's `image` resolves, relative to root")
+    image_only: bool = Field(True, description="ask only the questions with an image (ScienceQA-IMG); false asks all")
+
+
+#: LLaVA's --single-pred-prompt instruction
+SCIENCE_QA_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+LETTERS = "ABCDE"
+
+
+def read_science_qa(params: ScienceQAParams) -> list[Item]:
+    root = Path(params.root)
+    questions_path, problems_path = root / params.question_file, root / "problems.json"
+    questions, problems = (_read_json(path, "science_qa") for path in (questions_path, problems_path))
+    items = []
+    for number, record in enumerate(questions):
+        where = f"{questions_path}: record {number}"
+        try:
+            pid = str(record["id"])
+            prompt = record["conversations"][0]["value"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"{where}: expected id and conversations[0].value") from None
+        if pid not in problems:
+            raise ValueError(f"{where}: id {pid!r} is not in {problems_path}")
+        has_image = bool(record.get("image"))
+        if params.image_only and not has_image:
+            continue
+        problem = problems[pid]
+        try:
+            count, answer = len(problem["choices"]), int(problem["answer"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{problems_path}: problem {pid}: expected choices and an integer answer") from None
+        if not 2 <= count <= len(LETTERS) or not 0 <= answer < count:
+            raise ValueError(f"{problems_path}: problem {pid}: answer {answer} with {count} choices")
+        image = None
+        if has_image:
+            image = root / params.image_folder / record["image"]
+            if not image.is_file():
+                raise ValueError(f"{where}: image {image} not found")
+        question = prompt.replace("<image>", "").strip() + "\n" + SCIENCE_QA_INSTRUCTION
+        items.append(Item(pid, image, question, tuple(LETTERS[:count]), answer, group="image" if has_image else "text"))
+    if not items:
+        raise ValueError(f"science_qa: {questions_path} has no question to ask" + (" with an image" if params.image_only else ""))
+    return items
+
+
+class ScienceQAEvaluator(Evaluator):
+    """IMG accuracy: questions with an image context, as LLaVA reports ScienceQA-IMG."""
+
+    name = "science_qa"
+
+    def __init__(self, params: ScienceQAParams):
+        self.items = read_science_qa(params)
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        metrics = {"img_accuracy": accuracy([r for r in rows if r["group"] == "image"])}
+        if any(r["group"] == "text" for r in rows):
+            metrics["accuracy"] = accuracy(rows)
+        return EvalResult(metrics, "img_accuracy", rows, {"questions": len(rows)})
 
 
 # -- the project's own multiple-choice JSONL ------------------------------------------

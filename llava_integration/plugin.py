@@ -18,7 +18,8 @@ def _lazy(name: str):
 
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
-    from .benchmarks import CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, POPEParams
+    from .benchmarks import (CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, NaturalBenchParams,
+                             POPEParams, ScienceQAParams)
 
     return [
         ComponentSpec(kind="evaluator", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
@@ -29,6 +30,10 @@ def genhancer_components() -> list[ComponentSpec]:
                       description="CV-Bench 2D (ADE20K, COCO) and 3D (Omni3D), likelihood-scored; CV-Bench's combined accuracy"),
         ComponentSpec(kind="evaluator", name="hallusion_bench", factory=_lazy("HallusionEvaluator"), params=HallusionParams,
                       description="HallusionBench yes/no by likelihood; all-, question- and figure-accuracy"),
+        ComponentSpec(kind="evaluator", name="naturalbench", factory=_lazy("NaturalBenchEvaluator"), params=NaturalBenchParams,
+                      description="NaturalBench (parquet release): two questions x two images per row; Q-Acc, I-Acc, G-Acc"),
+        ComponentSpec(kind="evaluator", name="science_qa", factory=_lazy("ScienceQAEvaluator"), params=ScienceQAParams,
+                      description="ScienceQA-IMG in LLaVA's layout: option letters by likelihood; IMG accuracy"),
         ComponentSpec(kind="evaluator", name="multiple_choice", factory=_lazy("MultipleChoiceEvaluator"), params=MultipleChoiceParams,
                       description="any JSONL of image, question, options, answer; likelihood-scored"),
     ]

@@ -6,7 +6,9 @@ Both: one epoch, cosine schedule, warm-up ratio 0.03, vision tower frozen,
 bf16 where the hardware has it, optional gradient checkpointing and DeepSpeed
 ZeRO-2/3 (configuration files shipped in ``llava_integration/deepspeed/``).
 A phase resumes from its newest Trainer checkpoint and is skipped once its
-``final`` directory exists.
+``final`` directory exists. Checkpoint weights are reloaded strictly by our own
+loader (see :func:`load_checkpoint_weights`); the Trainer's optimizer, scheduler
+and RNG files are read with ``weights_only`` loads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from genhancer_plugins.errors import RunError
 
 DEEPSPEED = {"zero2": Path(__file__).parent / "deepspeed" / "zero2.json", "zero3": Path(__file__).parent / "deepspeed" / "zero3.json"}
 
@@ -28,14 +32,73 @@ def set_trainable(model: Any, phase: str) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def checkpoint_key_map(model: Any) -> dict[str, list[str]]:
+    """Saved key -> the model's keys for that tensor (several when weights are tied).
+
+    transformers 5 writes checkpoints under the hub's original key names
+    (``language_model.model.*``, ``multi_modal_projector.*``), not the module
+    names (``model.language_model.*``); the renaming is recovered by running
+    its own save-time conversion on the live tensors and matching storage.
+    """
+    state = model.state_dict()
+    by_storage: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for key, tensor in state.items():
+        by_storage.setdefault((tensor.data_ptr(), tuple(tensor.shape)), []).append(key)
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # transformers 4 saves module names as they are
+        return {key: [key] for key in state}
+    saved = revert_weight_conversion(model, dict(state))
+    mapping = {}
+    for saved_key, tensor in saved.items():
+        keys = by_storage.get((tensor.data_ptr(), tuple(tensor.shape)))
+        if keys is None:
+            raise RunError(f"cannot resume: the checkpoint key {saved_key} is not a plain renaming of a model weight")
+        mapping[saved_key] = keys
+    return mapping
+
+
+def load_checkpoint_weights(model: Any, checkpoint: Path) -> None:
+    """Load a Trainer checkpoint's safetensors weights into ``model``; every weight must be found.
+
+    The Trainer's own reload is non-strict and keyed by module names, so with
+    transformers 5 it silently keeps the freshly built LLaVA weights.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    index = checkpoint / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (checkpoint / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise RunError(f"cannot resume from {checkpoint}: no model.safetensors (other formats are not unpickled)")
+    mapping = checkpoint_key_map(model)
+    state = model.state_dict()
+    loaded: set[str] = set()
+    with torch.no_grad():
+        for name in files:
+            for saved_key, value in load_file(str(checkpoint / name)).items():
+                keys = mapping.get(saved_key, [saved_key] if saved_key in state else None)
+                if keys is None:
+                    raise RunError(f"cannot resume from {checkpoint / name}: {saved_key} is not a weight of this model")
+                state[keys[0]].copy_(value)
+                loaded.update(keys)
+    missing = sorted(set(state) - loaded)
+    if missing:
+        raise RunError(f"cannot resume from {checkpoint}: {len(missing)} weight(s) missing, e.g. {missing[:3]}")
+
+
 def latest_checkpoint(directory: Path) -> str | None:
     found = sorted((int(p.name.split("-")[1]), p) for p in directory.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
     return str(found[-1][1]) if found else None
 
 
 def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: Any, output_dir: Path, common: Any,
-                seed: int = 0, resume: bool = True) -> dict[str, Any]:
-    """Run one phase; ``settings`` is the phase's recipe section, ``common`` the llava section."""
+                seed: int = 0, resume: bool = True, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Run one phase; ``settings`` is the phase's recipe section, ``common`` the llava section,
+    ``callbacks`` extra ``transformers.TrainerCallback`` objects (logging, early stopping)."""
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -78,7 +141,15 @@ def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: 
         deepspeed=deepspeed,
         disable_tqdm=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=Collator(processor.tokenizer.pad_token_id))
+    class PhaseTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            # DeepSpeed and FSDP restore their own sharded states; the plain path gets the strict loader
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            load_checkpoint_weights(model if model is not None else self.model, Path(resume_from_checkpoint))
+
+    trainer = PhaseTrainer(model=model, args=args, train_dataset=dataset, data_collator=Collator(processor.tokenizer.pad_token_id),
+                      callbacks=callbacks)
     checkpoint = latest_checkpoint(output_dir) if resume else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
     final.mkdir(parents=True, exist_ok=True)

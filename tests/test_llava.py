@@ -126,6 +126,67 @@ def test_dataset_skips_and_counts_bad_records(tmp_path, tiny_llava):
     assert (batch["labels"][1][batch["attention_mask"][1] == 0] == IGNORE).all()
 
 
+def test_a_phase_stopped_midway_resumes_to_the_same_weights(tmp_path, tiny_llava):
+    import copy
+
+    from transformers import TrainerCallback
+
+    from genhancer_plugins.recipe import LlavaPhaseSettings
+    from llava_integration.train import train_phase
+
+    model, processor = tiny_llava
+    initial = copy.deepcopy(model.state_dict())
+    (tmp_path / "img").mkdir()
+    records = []
+    for i, (colour, name) in enumerate([((255, 0, 0), "red"), ((0, 0, 255), "blue"), ((0, 255, 0), "green")] * 3):
+        Image.new("RGB", (12, 12), colour).save(tmp_path / "img" / f"{i}.png")
+        records.append({"id": str(i), "image": f"{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour is it ?"}, {"from": "gpt", "value": name}]})
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    data = LlavaDataset(tmp_path / "data.json", tmp_path / "img", processor, model.config.image_token_index, 16, max_length=128)
+    phase = LlavaPhaseSettings(data=str(tmp_path / "data.json"), learning_rate=1e-3, batch_size=2, max_steps=4, save_steps=2,
+                               num_workers=0, logging_steps=1)
+    common = type("Common", (), {"bf16": False, "deepspeed": None, "gradient_checkpointing": False})()
+
+    straight = train_phase(model, processor, data, "finetune", phase, tmp_path / "straight", common, seed=3)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    assert straight["steps"] == 4 and straight["resumed_from"] is None
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt("stopped midway")
+
+    model.load_state_dict(initial)
+    with pytest.raises(KeyboardInterrupt):
+        train_phase(model, processor, data, "finetune", phase, tmp_path / "crashed", common, seed=3, callbacks=[Crash()])
+    assert not (tmp_path / "crashed" / "final").exists()
+    model.load_state_dict(initial)  # a restarted process starts from the freshly built model
+    resumed = train_phase(model, processor, data, "finetune", phase, tmp_path / "crashed", common, seed=3)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, expected[key], atol=1e-6), key
+    assert not torch.equal(expected["model.multi_modal_projector.linear_1.weight"], initial["model.multi_modal_projector.linear_1.weight"])
+    # a finished phase is not trained again
+    again = train_phase(model, processor, data, "finetune", phase, tmp_path / "crashed", common, seed=3, callbacks=[Crash()])
+    assert again == resumed
+
+    from safetensors.torch import load_file, save_file
+
+    from genhancer_plugins.errors import RunError
+    from llava_integration.train import load_checkpoint_weights
+
+    saved = load_file(str(tmp_path / "crashed" / "checkpoint-2" / "model.safetensors"))
+    saved.pop(next(k for k in saved if "projector" in k))
+    (tmp_path / "broken").mkdir()
+    save_file(saved, str(tmp_path / "broken" / "model.safetensors"))
+    with pytest.raises(RunError, match=r"1 weight\(s\) missing, e.g. \['model.multi_modal_projector"):
+        load_checkpoint_weights(model, tmp_path / "broken")
+    (tmp_path / "broken" / "model.safetensors").rename(tmp_path / "broken" / "pytorch_model.bin")
+    with pytest.raises(RunError, match="no model.safetensors"):
+        load_checkpoint_weights(model, tmp_path / "broken")
+
+
 def test_pad_to_square_uses_the_processor_mean():
     out = pad_to_square(Image.new("RGB", (20, 10), (0, 0, 0)), (0.5, 0.25, 1.0))
     assert out.size == (20, 20) and out.getpixel((0, 0)) == (128, 64, 255) and out.getpixel((10, 10)) == (0, 0, 0)
@@ -163,9 +224,11 @@ class Scripted:
     def __init__(self, answers):
         self.answers = answers
         self.calls = []
+        self.pixels = []  #: top-left colour of each image shown, to check which image went with which question
 
     def choose(self, image, question, options):
         self.calls.append((image is not None, question, tuple(options)))
+        self.pixels.append(image.getpixel((0, 0)) if image is not None else None)
         pick = self.answers.pop(0)
         return pick, [0.0 if i == pick else 1.0 for i in range(len(options))]
 
@@ -248,6 +311,99 @@ def test_hallusion_bench_accuracies_by_hand(tmp_path):
     assert m["figure_accuracy"] == 50.0  # figure 0 all right, figure 1 not
     assert m["question_accuracy"] == pytest.approx(200 / 3)  # q0 wrong on figure 1; q1 and the text-only q2 right
     assert model.calls[-1][0] is False  # the text-only question goes without an image
+
+
+def _png(colour) -> dict:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}  # how the datasets library stores an Image feature
+
+
+def write_naturalbench(path: Path, rows: list[dict], type_column: str = "Question Type") -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = {key: [row[key] for row in rows] for key in rows[0]}
+    table[type_column] = table.pop("type")
+    pq.write_table(pa.table(table), path)
+
+
+def naturalbench_row(index, kind, yes, no, **answers):
+    row = {"Index": index, "Image_0": _png((255, 0, 0)), "Image_1": _png((0, 0, 255)),
+           "Question_0": f"Is it red? {index}", "Question_1": f"Is it blue? {index}",
+           # NaturalBench's pattern: question 0 is answered "yes" on image 0, question 1 on image 1
+           "Image_0_Question_0": yes, "Image_1_Question_0": no, "Image_0_Question_1": no, "Image_1_Question_1": yes,
+           "type": kind, "Source": "test"}
+    row.update(answers)
+    return row
+
+
+def test_naturalbench_accuracies_by_hand(tmp_path):
+    from llava_integration.benchmarks import NaturalBenchEvaluator, NaturalBenchParams
+
+    write_naturalbench(tmp_path / "NaturalBench" / "data" / "train-00000-of-00002.parquet", [naturalbench_row(0, "yes_no", "Yes", "No")])
+    write_naturalbench(tmp_path / "NaturalBench" / "data" / "train-00001-of-00002.parquet", [naturalbench_row(1, "multiple_choice", "A", "B")],
+                       type_column="Question_Type")  # the column's other published spelling
+    evaluator = NaturalBenchEvaluator(NaturalBenchParams(root=str(tmp_path / "NaturalBench")))
+    # order per row: q0 on image 0, q0 on image 1, q1 on image 0, q1 on image 1
+    # row 0: all four right; row 1: q0 on image 1 answered A (truth B), the other three right
+    model = Scripted([0, 1, 1, 0, 0, 0, 1, 0])
+    m = evaluator.evaluate(model).metrics
+    assert m["accuracy"] == 87.5  # 7 of 8 answers
+    assert m["q_acc"] == 75.0  # row 1's question 0 is wrong on one image: 3 of 4 questions
+    assert m["i_acc"] == 75.0  # row 1's image 1 has a wrong answer: 3 of 4 images
+    assert m["g_acc"] == 50.0  # only row 0 is right throughout
+    red, blue = (255, 0, 0), (0, 0, 255)
+    assert model.pixels == [red, blue, red, blue] * 2
+    assert model.calls[0] == (True, "Is it red? 0 Please answer Yes or No.", ("Yes", "No"))
+    assert model.calls[4][2] == ("A", "B") and model.calls[4][1].endswith("letter corresponding to the correct option.")
+
+    bad = tmp_path / "bad.parquet"
+    write_naturalbench(bad, [naturalbench_row(7, "yes_no", "Yes", "No", Image_1_Question_1="Maybe")])
+    with pytest.raises(ValueError, match=r"bad.parquet: row 0 \(Index 7\): Image_1_Question_1 is 'Maybe'"):
+        NaturalBenchEvaluator(NaturalBenchParams(root=str(bad)))
+    with pytest.raises(ValueError, match="no parquet file"):
+        NaturalBenchEvaluator(NaturalBenchParams(root=str(tmp_path / "empty")))
+
+
+def test_science_qa_img_accuracy_by_hand(tmp_path):
+    from llava_integration.benchmarks import ScienceQAEvaluator, ScienceQAParams
+
+    problems = {"10": {"question": "Which is a mammal?", "choices": ["frog", "eel", "bat", "ant"], "answer": 2, "image": "image.png"},
+                "11": {"question": "Which is hotter?", "choices": ["sun", "ice"], "answer": 0, "image": "image.png"},
+                "12": {"question": "Which is a word?", "choices": ["qz", "cat", "xk"], "answer": 1, "image": None}}
+    questions = [
+        {"id": "10", "image": "10/image.png", "conversations": [
+            {"from": "human", "value": "<image>\nContext: A zoo.\nQuestion: Which is a mammal?\nOptions: (A) frog (B) eel (C) bat (D) ant"},
+            {"from": "gpt", "value": "C"}]},
+        {"id": "11", "image": "11/image.png", "conversations": [
+            {"from": "human", "value": "<image>\nContext: N/A\nQuestion: Which is hotter?\nOptions: (A) sun (B) ice"}, {"from": "gpt", "value": "A"}]},
+        {"id": "12", "conversations": [
+            {"from": "human", "value": "Context: N/A\nQuestion: Which is a word?\nOptions: (A) qz (B) cat (C) xk"}, {"from": "gpt", "value": "B"}]},
+    ]
+    for pid in ("10", "11"):
+        (tmp_path / "images" / "test" / pid).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / "test" / pid / "image.png")
+    (tmp_path / "problems.json").write_text(json.dumps(problems))
+    (tmp_path / "llava_test_CQM-A.json").write_text(json.dumps(questions))
+
+    model = Scripted([2, 1])  # 10 right (C), 11 wrong (B); 12 has no image and is not asked
+    m = ScienceQAEvaluator(ScienceQAParams(root=str(tmp_path))).evaluate(model).metrics
+    assert m == {"img_accuracy": 50.0}
+    assert model.calls[0] == (True, "Context: A zoo.\nQuestion: Which is a mammal?\nOptions: (A) frog (B) eel (C) bat (D) ant\n"
+                                    "Answer with the option's letter from the given choices directly.", ("A", "B", "C", "D"))
+    model = Scripted([2, 1, 1])  # with the text-only question too, answered right
+    m = ScienceQAEvaluator(ScienceQAParams(root=str(tmp_path), image_only=False)).evaluate(model).metrics
+    assert m["img_accuracy"] == 50.0 and m["accuracy"] == pytest.approx(200 / 3)
+    assert model.calls[2][0] is False and model.calls[2][2] == ("A", "B", "C")
+
+    del problems["11"]
+    (tmp_path / "problems.json").write_text(json.dumps(problems))
+    with pytest.raises(ValueError, match=r"llava_test_CQM-A.json: record 1: id '11' is not in .*problems.json"):
+        ScienceQAEvaluator(ScienceQAParams(root=str(tmp_path)))
 
 
 def test_multiple_choice_jsonl(tmp_path):
