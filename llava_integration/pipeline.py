@@ -68,4 +68,26 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
         table = write_comparison(evaluator, by_tower, folder, reference)
         log(f"llava {name} (LLaVA-1.5 with each tower):\n{table}")
         summary["eval"][name] = {label: r.metrics for label, r in by_tower.items()}
+    if summary["eval"] and is_main:
+        table = table_2(summary["eval"], list(towers))
+        (output_dir / "llava" / "eval" / "table.md").write_text(table)
+        log(f"llava: every benchmark, original vs enhanced tower, in {output_dir / 'llava' / 'eval' / 'table.md'}")
     return summary
+
+
+def table_2(results: dict[str, dict[str, dict[str, float]]], towers: list[str]) -> str:
+    """One markdown table of every benchmark metric per tower (the paper's Table 2 view),
+    with the enhanced tower's difference to the original when both ran."""
+    compare = "original" in towers and "enhanced" in towers
+    header = ["benchmark", "metric", *towers] + (["difference"] if compare else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, by_tower in results.items():
+        metrics = list(dict.fromkeys(key for label in towers for key in by_tower.get(label, {})))
+        for key in metrics:
+            values = [by_tower.get(label, {}).get(key) for label in towers]
+            cells = [name, key, *("-" if v is None else f"{v:.2f}" for v in values)]
+            if compare:
+                a, b = by_tower.get("original", {}).get(key), by_tower.get("enhanced", {}).get(key)
+                cells.append("-" if a is None or b is None else f"{b - a:+.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -438,6 +438,12 @@ def test_cpu_twin_runs_the_whole_chain(tmp_path):
         assert (tmp_path / "run" / "llava" / tower / "finetune" / "final" / "model.safetensors").is_file()
     assert set(summary["llava"]["eval"]["multiple_choice"]) == {"original", "enhanced"}
     assert (tmp_path / "run" / "llava" / "eval" / "multiple_choice" / "summary.json").is_file()
+    table = (tmp_path / "run" / "llava" / "eval" / "table.md").read_text().splitlines()
+    assert table[0] == "| benchmark | metric | original | enhanced | difference |"
+    scores = summary["llava"]["eval"]["multiple_choice"]
+    row = next(line for line in table if line.startswith("| multiple_choice | accuracy |"))
+    assert row == (f"| multiple_choice | accuracy | {scores['original']['accuracy']:.2f} | {scores['enhanced']['accuracy']:.2f} | "
+                   f"{scores['enhanced']['accuracy'] - scores['original']['accuracy']:+.2f} |")
     # a recipe that starts from an already enhanced encoder runs only the LLaVA phases
     only = write_recipe(tmp_path, {**TINY, "stage1": {"enabled": False}, "stage2": {"enabled": False},
                                    "llava": {**llava, "towers": ["enhanced"], "tower": str(tmp_path / "run" / "export")}}, "only.yaml")
