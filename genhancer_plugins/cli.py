@@ -34,6 +34,16 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_comparison_args(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """The options shared by every command that scores models side by side."""
+    parser.add_argument("--model", "-m", dest="models", action="append", required=True, metavar="MODEL", help=model_help)
+    parser.add_argument("--label", dest="labels", action="append", default=[], metavar="NAME", help="names for the models, in order")
+    parser.add_argument("--param", "-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                        help="evaluator parameter, e.g. -p root=/data/MMVP (repeatable; VALUE is YAML)")
+    parser.add_argument("--output", "-o", required=True, help="output directory")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genhancer",
@@ -77,14 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ev.add_argument("name", help="evaluator name (see `genhancer plugins`), e.g. mmvp_vlm, zeroshot, retrieval")
-    ev.add_argument("--model", "-m", dest="models", action="append", required=True, metavar="MODEL",
-                    help="directory or hub id; repeat to compare (the first is the reference for differences)")
-    ev.add_argument("--label", dest="labels", action="append", default=[], metavar="NAME", help="names for the models, in order")
-    ev.add_argument("--param", "-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                    help="evaluator parameter, e.g. -p root=/data/MMVP_VLM (repeatable; VALUE is YAML)")
+    _add_comparison_args(ev, "directory or hub id; repeat to compare (the first is the reference for differences)")
     ev.add_argument("--text-from", help="text tower for vision-only models that record none")
-    ev.add_argument("--output", "-o", required=True, help="output directory")
-    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     rec = sub.add_parser(
         "reconstruct",
@@ -121,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("--llava", required=True, help="LLaVA checkpoint: hub id or directory")
     swap.add_argument("--tower", required=True, help="vision tower directory (a GenHancer export or any CLIP/SigLIP)")
     swap.add_argument("--output", "-o", required=True, help="directory for the new checkpoint (must not exist or be empty)")
+    leval = llava_sub.add_parser(
+        "eval",
+        help="score LLaVA checkpoints on a benchmark by likelihood, side by side",
+        description=(
+            "Score LLaVA checkpoints (directories written by `genhancer run` or `genhancer llava swap`, or hub ids "
+            "such as llava-hf/llava-1.5-7b-hf) with one benchmark evaluator (mmvp_mllm, naturalbench, cv_bench, pope, "
+            "science_qa, hallusion_bench, multiple_choice) and write per-model predictions, summary.json and a table "
+            "under --output. Each answer is the option with the lowest mean negative log-likelihood."
+        ),
+    )
+    leval.add_argument("name", help="evaluator name (see `genhancer plugins`), e.g. mmvp_mllm")
+    _add_comparison_args(leval, "LLaVA checkpoint directory or hub id; repeat to compare (the first is the reference)")
+    leval.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                       help="weights' dtype (default auto: bfloat16 on a GPU that has it, else float32)")
 
     plugins = sub.add_parser(
         "plugins",
@@ -239,23 +257,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def _build_evaluator(manager: Any, name: str, texts: list[str]) -> Any:
+    """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
     from pydantic import ValidationError
 
     from .errors import RecipeError, RunError
-    from .evaluation import load_model, run_evaluation
-    from .manager import ComponentNotFound, load_plugins
+    from .manager import ComponentNotFound
     from .recipe import parse_override
 
-    manager = load_plugins()
     try:
-        registered = manager.get("evaluator", args.name)
+        registered = manager.get("evaluator", name)
     except ComponentNotFound as exc:
         raise RunError(str(exc)) from None
     values: dict[str, Any] = {}
-    for text in args.params:
+    for text in texts:
         keys, value = parse_override(text)
         node = values
         for key in keys[:-1]:
@@ -265,23 +280,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
         params = registered.spec.params.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise RecipeError(f"evaluator {args.name}: {problems}") from None
+        raise RecipeError(f"evaluator {name}: {problems}") from None
     try:
-        evaluator = registered.spec.factory(params)
+        return registered.spec.factory(params)
     except (FileNotFoundError, ValueError) as exc:
-        raise RunError(f"evaluator {args.name}: {exc}") from None
+        raise RunError(f"evaluator {name}: {exc}") from None
+
+
+def _compare(args: argparse.Namespace, manager: Any, load: Any) -> int:
+    """Score every --model (loaded by ``load(source, device)``) and print the side-by-side table."""
+    from pathlib import Path
+
+    from .errors import RunError
+    from .evaluation import run_evaluation
+
+    evaluator = _build_evaluator(manager, args.name, args.params)
     if args.labels and len(args.labels) != len(args.models):
         raise RunError(f"{len(args.labels)} --label for {len(args.models)} --model")
     labels = args.labels or _labels(args.models)
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    models = {label: load_model(manager, source, args.text_from, device) for label, source in zip(labels, args.models)}
+    models = {label: load(source, label, device) for label, source in zip(labels, args.models)}
     output = Path(args.output)
     _, table = run_evaluation(evaluator, models, output, reference=labels[0])
     print(table)
     print(f"results: {output / 'summary.json'}")
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import load_model
+    from .manager import load_plugins
+
+    manager = load_plugins()
+    return _compare(args, manager, lambda source, label, device: load_model(manager, source, args.text_from, device))
 
 
 def _labels(sources: list[str]) -> list[str]:
@@ -327,6 +360,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_llava(args: argparse.Namespace) -> int:
+    return {"swap": _llava_swap, "eval": _llava_eval}[args.llava_command](args)
+
+
+def _llava_eval(args: argparse.Namespace) -> int:
+    from llava_integration.build import load_llava
+    from llava_integration.scoring import LikelihoodScorer
+
+    from .manager import load_plugins
+
+    def load(source: str, label: str, device: str) -> Any:
+        import torch
+
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.dtype)
+        if dtype is None:  # auto
+            dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        model, processor = load_llava(source, dtype=dtype)
+        return LikelihoodScorer(model, processor, name=label, device=device)
+
+    return _compare(args, load_plugins(), load)
+
+
+def _llava_swap(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .errors import RunError

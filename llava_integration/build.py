@@ -62,9 +62,11 @@ def build_llava(tower_dir: str | Path, settings: Any) -> tuple[Any, Any]:
     return model, processor
 
 
-def load_llava(directory: str | Path) -> tuple[Any, Any]:
+def load_llava(directory: str | Path, dtype: Any = None) -> tuple[Any, Any]:
+    """A LLaVA checkpoint and its processor (``dtype``: a torch dtype; default float32)."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return LlavaForConditionalGeneration.from_pretrained(directory), AutoProcessor.from_pretrained(directory)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    return LlavaForConditionalGeneration.from_pretrained(directory, **kwargs), AutoProcessor.from_pretrained(directory)

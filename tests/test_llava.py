@@ -187,6 +187,45 @@ def test_a_phase_stopped_midway_resumes_to_the_same_weights(tmp_path, tiny_llava
         load_checkpoint_weights(model, tmp_path / "broken")
 
 
+def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, capsys):
+    from genhancer_plugins.cli import main
+    from llava_integration.scoring import LikelihoodScorer
+
+    model, processor = tiny_llava
+    model.save_pretrained(tmp_path / "llava")
+    processor.save_pretrained(tmp_path / "llava")
+    tower = save_tower(tmp_path / "enhanced_tower", 5)
+    assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 0
+    assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 1
+    assert "is not empty" in capsys.readouterr().err  # nothing already written is replaced
+
+    for colour, name in (((255, 0, 0), "red"), ((0, 0, 255), "blue")):
+        Image.new("RGB", (12, 12), colour).save(tmp_path / f"{name}.png")
+    items = [{"image": f"{name}.png", "question": "What colour is it ?", "options": ["red", "blue", "green"], "answer": name}
+             for name in ("red", "blue")]
+    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    out = tmp_path / "scores"
+    code = main(["llava", "eval", "multiple_choice", "-m", str(tmp_path / "llava"), "-m", str(tmp_path / "swapped"),
+                 "--label", "original", "--label", "swapped", "-p", f"file={tmp_path / 'mc.jsonl'}", "-o", str(out), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "original" in printed and "swapped" in printed and "difference" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"original", "swapped"}
+    # the command's answers are the scorer's answers on the same checkpoint
+    scorer = LikelihoodScorer(model, processor)
+    with (out / "original" / "predictions.csv").open() as f:
+        predicted = [row["prediction"] for row in csv.DictReader(f)]
+    expected = []
+    for item in items:
+        with Image.open(tmp_path / item["image"]) as image:
+            expected.append(item["options"][scorer.choose(image.convert("RGB"), item["question"], item["options"])[0]])
+    assert predicted == expected
+    assert summary["models"]["original"]["metrics"]["accuracy"] == 50.0 * sum(p == i["answer"] for p, i in zip(expected, items))
+    assert main(["llava", "eval", "multiple_choice", "-m", str(tmp_path / "llava"), "-p", "fiel=x", "-o", str(out)]) == 2
+    assert "fiel" in capsys.readouterr().err
+
+
 def test_pad_to_square_uses_the_processor_mean():
     out = pad_to_square(Image.new("RGB", (20, 10), (0, 0, 0)), (0.5, 0.25, 1.0))
     assert out.size == (20, 20) and out.getpixel((0, 0)) == (128, 64, 255) and out.getpixel((10, 10)) == (0, 0, 0)
