@@ -84,6 +84,10 @@ def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager, prefix: str
             registered = manager.get("evaluator", ref.name)
         except ComponentNotFound as exc:
             raise loaded.error(f"{section}.name", str(exc)) from None
+        wanted = "encoder" if prefix == "eval" else "mllm"
+        if registered.spec.scores != wanted:
+            place = "llava.eval" if registered.spec.scores == "mllm" else "eval"
+            raise loaded.error(f"{section}.name", f"{ref.name} scores {'LLaVA models' if place == 'llava.eval' else 'encoders'}: list it under `{place}:`")
         resolved.append(ResolvedComponent(section, "evaluator", ref, registered, resolve_params(loaded, section, ref, registered.spec)))
     return resolved
 

@@ -169,6 +169,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             "version": reg.source.version,
             "presets": sorted(reg.spec.presets),
             "description": reg.spec.description,
+            **({"scores": reg.spec.scores} if kind == "evaluator" else {}),
         }
         for kind, entries in manager.components.items()
         for name, reg in sorted(entries.items())
@@ -186,6 +187,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             current = row["kind"]
             print(f"{current}s:")
         presets = f" [presets: {', '.join(row['presets'])}]" if row["presets"] else ""
+        presets += " [scores LLaVA models: genhancer llava eval]" if row.get("scores") == "mllm" else ""
         print(f"  {row['name']:<16} {row['distribution']} {row['version']} ({row['plugin']}: {row['entry_point']}){presets}")
         if row["description"]:
             print(f"  {'':<16} {row['description']}")
@@ -257,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_evaluator(manager: Any, name: str, texts: list[str]) -> Any:
+def _build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> Any:
     """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
     from pydantic import ValidationError
 
@@ -269,6 +271,9 @@ def _build_evaluator(manager: Any, name: str, texts: list[str]) -> Any:
         registered = manager.get("evaluator", name)
     except ComponentNotFound as exc:
         raise RunError(str(exc)) from None
+    if registered.spec.scores != scores:
+        command = "genhancer llava eval" if registered.spec.scores == "mllm" else "genhancer eval"
+        raise RecipeError(f"evaluator {name} scores {'LLaVA models' if scores == 'encoder' else 'encoders'}: use `{command}`")
     values: dict[str, Any] = {}
     for text in texts:
         keys, value = parse_override(text)
@@ -287,14 +292,15 @@ def _build_evaluator(manager: Any, name: str, texts: list[str]) -> Any:
         raise RunError(f"evaluator {name}: {exc}") from None
 
 
-def _compare(args: argparse.Namespace, manager: Any, load: Any) -> int:
-    """Score every --model (loaded by ``load(source, device)``) and print the side-by-side table."""
+def _compare(args: argparse.Namespace, manager: Any, scores: str, load: Any) -> int:
+    """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
+    ``scores`` (encoder or mllm) and print the side-by-side table."""
     from pathlib import Path
 
     from .errors import RunError
     from .evaluation import run_evaluation
 
-    evaluator = _build_evaluator(manager, args.name, args.params)
+    evaluator = _build_evaluator(manager, args.name, args.params, scores)
     if args.labels and len(args.labels) != len(args.models):
         raise RunError(f"{len(args.labels)} --label for {len(args.models)} --model")
     labels = args.labels or _labels(args.models)
@@ -314,7 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .manager import load_plugins
 
     manager = load_plugins()
-    return _compare(args, manager, lambda source, label, device: load_model(manager, source, args.text_from, device))
+    return _compare(args, manager, "encoder", lambda source, label, device: load_model(manager, source, args.text_from, device))
 
 
 def _labels(sources: list[str]) -> list[str]:
@@ -378,7 +384,7 @@ def _llava_eval(args: argparse.Namespace) -> int:
         model, processor = load_llava(source, dtype=dtype)
         return LikelihoodScorer(model, processor, name=label, device=device)
 
-    return _compare(args, load_plugins(), load)
+    return _compare(args, load_plugins(), "mllm", load)
 
 
 def _llava_swap(args: argparse.Namespace) -> int:

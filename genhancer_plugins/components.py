@@ -83,6 +83,9 @@ class ComponentSpec:
             picks one and its ``params`` override single fields.
         default_preset: preset applied when a recipe names none.
         description: one line for ``genhancer plugins``.
+        scores: evaluators only: what they score, ``"encoder"`` (image-text
+            models: recipe ``eval:``, ``genhancer eval``) or ``"mllm"`` (LLaVA
+            models: ``llava.eval:``, ``genhancer llava eval``).
     """
 
     kind: ComponentKind
@@ -92,3 +95,4 @@ class ComponentSpec:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     default_preset: str | None = None
     description: str = ""
+    scores: Literal["encoder", "mllm"] = "encoder"

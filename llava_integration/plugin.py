@@ -22,18 +22,18 @@ def genhancer_components() -> list[ComponentSpec]:
                              POPEParams, ScienceQAParams)
 
     return [
-        ComponentSpec(kind="evaluator", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
                       description="MMVP (MLLM): 150 question pairs, likelihood-scored; pair and question accuracy"),
-        ComponentSpec(kind="evaluator", name="pope", factory=_lazy("POPEEvaluator"), params=POPEParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="pope", factory=_lazy("POPEEvaluator"), params=POPEParams,
                       description="POPE random/popular/adversarial: yes/no by likelihood; accuracy, F1, yes-ratio"),
-        ComponentSpec(kind="evaluator", name="cv_bench", factory=_lazy("CVBenchEvaluator"), params=CVBenchParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="cv_bench", factory=_lazy("CVBenchEvaluator"), params=CVBenchParams,
                       description="CV-Bench 2D (ADE20K, COCO) and 3D (Omni3D), likelihood-scored; CV-Bench's combined accuracy"),
-        ComponentSpec(kind="evaluator", name="hallusion_bench", factory=_lazy("HallusionEvaluator"), params=HallusionParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="hallusion_bench", factory=_lazy("HallusionEvaluator"), params=HallusionParams,
                       description="HallusionBench yes/no by likelihood; all-, question- and figure-accuracy"),
-        ComponentSpec(kind="evaluator", name="naturalbench", factory=_lazy("NaturalBenchEvaluator"), params=NaturalBenchParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="naturalbench", factory=_lazy("NaturalBenchEvaluator"), params=NaturalBenchParams,
                       description="NaturalBench (parquet release): two questions x two images per row; Q-Acc, I-Acc, G-Acc"),
-        ComponentSpec(kind="evaluator", name="science_qa", factory=_lazy("ScienceQAEvaluator"), params=ScienceQAParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="science_qa", factory=_lazy("ScienceQAEvaluator"), params=ScienceQAParams,
                       description="ScienceQA-IMG in LLaVA's layout: option letters by likelihood; IMG accuracy"),
-        ComponentSpec(kind="evaluator", name="multiple_choice", factory=_lazy("MultipleChoiceEvaluator"), params=MultipleChoiceParams,
+        ComponentSpec(kind="evaluator", scores="mllm", name="multiple_choice", factory=_lazy("MultipleChoiceEvaluator"), params=MultipleChoiceParams,
                       description="any JSONL of image, question, options, answer; likelihood-scored"),
     ]

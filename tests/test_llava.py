@@ -226,6 +226,21 @@ def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, ca
     assert "fiel" in capsys.readouterr().err
 
 
+def test_llava_benchmarks_and_encoder_evaluators_are_not_mixed_up(tmp_path, capsys):
+    from genhancer_plugins.build import resolve_evaluators
+    from genhancer_plugins.cli import main
+    from genhancer_plugins.manager import load_plugins
+    from genhancer_plugins.recipe import RecipeError, load_recipe
+
+    recipe = write_recipe(tmp_path, {**TINY, "eval": [{"name": "mmvp_mllm", "params": {"root": str(tmp_path)}}]})
+    with pytest.raises(RecipeError, match=r"eval\.0\.name.*mmvp_mllm scores LLaVA models: list it under `llava.eval:`"):
+        resolve_evaluators(load_recipe(recipe), load_plugins())
+    assert main(["eval", "naturalbench", "-m", "x", "-p", "root=y", "-o", str(tmp_path / "o")]) == 2
+    assert "use `genhancer llava eval`" in capsys.readouterr().err
+    assert main(["llava", "eval", "mmvp_vlm", "-m", "x", "-p", "root=y", "-o", str(tmp_path / "o")]) == 2
+    assert "use `genhancer eval`" in capsys.readouterr().err
+
+
 def test_pad_to_square_uses_the_processor_mean():
     out = pad_to_square(Image.new("RGB", (20, 10), (0, 0, 0)), (0.5, 0.25, 1.0))
     assert out.size == (20, 20) and out.getpixel((0, 0)) == (128, 64, 255) and out.getpixel((10, 10)) == (0, 0, 0)
