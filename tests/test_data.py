@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY, run_recipe, write_recipe
-from genhancer_datasets.common import random_resized_crop
+from genhancer_datasets.common import crop_box, random_resized_crop
 from genhancer_datasets.image_folder import ImageFolder
 from genhancer_datasets.params import ImageFolderParams, WebDatasetParams
 from genhancer_datasets.webdataset import WebDataset
@@ -108,11 +109,70 @@ def test_image_folder_recursive_list_files_and_errors(tmp_path):
         ImageFolderParams()
 
 
-def test_random_resized_crop_covers_90_to_100_percent():
-    image = Image.new("RGB", (100, 80))
-    rng = random.Random(0)
-    out = random_resized_crop(image, 24, (0.9, 1.0), rng)
-    assert out.size == (24, 24)
+class ScriptedRandom:
+    """Returns the given uniform and integer draws in order, recording each call."""
+
+    def __init__(self, uniforms, integers=()):
+        self.uniforms, self.integers, self.calls = list(uniforms), list(integers), []
+
+    def uniform(self, low, high):
+        self.calls.append(("uniform", low, high))
+        return self.uniforms.pop(0)
+
+    def randint(self, low, high):
+        self.calls.append(("randint", low, high))
+        return self.integers.pop(0)
+
+
+def test_crop_box_first_fitting_draw_is_placed_row_then_column():
+    # area share 0.9025 of 100x100, aspect exp(0) = 1: a 95x95 box; top 3 of 0..5, left 1 of 0..5
+    rng = ScriptedRandom([0.9025, 0.0], [3, 1])
+    assert crop_box(100, 100, (0.9, 1.0), rng) == (1, 3, 96, 98)
+    assert rng.calls[2:] == [("randint", 0, 5), ("randint", 0, 5)]  # row (top) is drawn before column (left)
+    # a draw that does not fit (aspect 4/3 at full area: 115 wide) is retried
+    rng = ScriptedRandom([1.0, math.log(4 / 3), 1.0, 0.0], [0, 0])
+    assert crop_box(100, 100, (0.9, 1.0), rng) == (0, 0, 100, 100)
+
+
+def test_crop_box_falls_back_to_a_centre_crop_clipped_to_the_aspect_range():
+    # 16:9 at >= 90 % area never fits a box of aspect <= 4/3: full height, width 180 * 4/3 = 240, centred
+    assert crop_box(320, 180, (0.9, 1.0), random.Random(0)) == (40, 0, 280, 180)
+    # 9:16: full width, height 180 / (3/4) = 240, centred
+    assert crop_box(180, 320, (0.9, 1.0), random.Random(0)) == (0, 40, 180, 280)
+    # 3:2 (most wide CC3M photos): height 200, width round(200 * 4/3) = 267, left (300 - 267) // 2 = 16
+    assert crop_box(300, 200, (0.9, 1.0), random.Random(1)) == (16, 0, 283, 200)
+    # tiny 3x1 strip: height 1, width round(4/3) = 1, centred at column 1
+    assert crop_box(3, 1, (0.9, 1.0), random.Random(0)) == (1, 0, 2, 1)
+    # ten scripted misfits on a square image: the fallback keeps it whole
+    rng = ScriptedRandom([1.0, math.log(4 / 3)] * 10)
+    assert crop_box(100, 100, (0.9, 1.0), rng) == (0, 0, 100, 100)
+    assert len(rng.calls) == 20
+
+
+@pytest.mark.parametrize("size", [(100, 100), (1, 1), (2, 2), (100, 80)])
+def test_crop_box_on_fixed_seeds_stays_inside_the_scale_and_aspect_ranges(size):
+    width, height = size
+    for seed in range(50):
+        left, top, right, bottom = crop_box(width, height, (0.9, 1.0), random.Random(seed))
+        w, h = right - left, bottom - top
+        assert 0 <= left and 0 <= top and right <= width and bottom <= height
+        if (width, height) in ((1, 1), (2, 2)):  # every draw rounds to the whole image
+            assert (left, top, right, bottom) == (0, 0, width, height)
+        else:
+            assert 0.9 * width * height * 0.97 <= w * h <= width * height  # rounding of w and h aside
+            assert 3 / 4 * 0.97 <= w / h <= 4 / 3 * 1.03
+    image = Image.new("RGB", size)
+    assert random_resized_crop(image, 24, (0.9, 1.0), random.Random(0)).size == (24, 24)
+
+
+def test_wide_images_are_cropped_not_squashed():
+    # a 16:9 image with red bands at the far left and right: the centre crop (columns 40..280) drops both,
+    # with a margin wider than the bicubic filter's reach (2 x 240/32 source pixels)
+    image = Image.new("RGB", (320, 180), "blue")
+    image.paste("red", (0, 0, 20, 180))
+    image.paste("red", (300, 0, 320, 180))
+    out = np.asarray(random_resized_crop(image, 32, (0.9, 1.0), random.Random(0)))
+    assert out[..., 0].max() < 40 and out[..., 2].min() > 200
 
 
 @pytest.mark.slow

@@ -18,19 +18,48 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def random_resized_crop(image: Image.Image, size: int, scale: tuple[float, float], rng: random.Random) -> Image.Image:
-    """A crop covering ``scale`` of the area (aspect 3/4..4/3), resized bicubic to size x size."""
-    width, height = image.size
+CROP_RATIO = (3 / 4, 4 / 3)
+CROP_ATTEMPTS = 10
+
+
+def crop_box(
+    width: int, height: int, scale: tuple[float, float], rng: random.Random, ratio: tuple[float, float] = CROP_RATIO
+) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a random resized crop, as the release samples it.
+
+    Up to ten draws of an area share in ``scale`` and a log-uniform aspect in
+    ``ratio``; the first box that fits is placed uniformly (row first, then
+    column). If none fits (a 16:9 photo at scale >= 0.9 never does), the
+    fallback is a centred crop whose aspect is clipped to ``ratio``, so wide
+    and tall images are cropped, not squashed.
+    """
     area = width * height
-    for _ in range(10):
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(CROP_ATTEMPTS):
         target = area * rng.uniform(*scale)
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        w = int(round(math.sqrt(target * ratio)))
-        h = int(round(math.sqrt(target / ratio)))
+        aspect = math.exp(rng.uniform(log_low, log_high))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
-            left, top = rng.randint(0, width - w), rng.randint(0, height - h)
-            return image.resize((size, size), Image.BICUBIC, box=(left, top, left + w, top + h))
-    return image.resize((size, size), Image.BICUBIC)
+            top = rng.randint(0, height - h)
+            left = rng.randint(0, width - w)
+            return left, top, left + w, top + h
+    image_aspect = width / height
+    if image_aspect < ratio[0]:  # too tall: full width, height clipped to the tallest allowed aspect
+        w, h = width, int(round(width / ratio[0]))
+    elif image_aspect > ratio[1]:  # too wide: full height, width clipped to the widest allowed aspect
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    top, left = (height - h) // 2, (width - w) // 2
+    return left, top, left + w, top + h
+
+
+def random_resized_crop(
+    image: Image.Image, size: int, scale: tuple[float, float], rng: random.Random, ratio: tuple[float, float] = CROP_RATIO
+) -> Image.Image:
+    """A :func:`crop_box` crop resized bicubic to size x size."""
+    return image.resize((size, size), Image.BICUBIC, box=crop_box(*image.size, scale, rng, ratio))
 
 
 def load_image(data: bytes | str) -> Image.Image:

@@ -87,6 +87,6 @@ class ImageFolder(torch.utils.data.Dataset):
                 continue
             # torch's RNG: seeded per step by the engine (and per worker by the DataLoader).
             rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)
-            crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng)
+            crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng, self.params.crop_ratio)
             return sample(to_tensor(crop), self._key(path), skipped)
         raise RuntimeError(f"image_folder: {MAX_CONSECUTIVE_FAILURES} unreadable images in a row from {skipped[0]}; is this an image collection?")

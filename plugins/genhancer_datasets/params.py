@@ -13,13 +13,19 @@ class SyntheticParams(Params):
 
 
 class CropParams(Params):
-    crop_scale: tuple[float, float] = Field((0.9, 1.0), description="random resized crop area range (1, 1: plain resize)")
+    crop_scale: tuple[float, float] = Field((0.9, 1.0), description="random resized crop: share of the image area kept")
+    crop_ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="random resized crop: aspect range (width/height); wider or taller images are centre-cropped to it"
+    )
 
     @model_validator(mode="after")
-    def _check_scale(self) -> "CropParams":
+    def _check_crop(self) -> "CropParams":
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+        low, high = self.crop_ratio
+        if not 0 < low <= high:
+            raise ValueError("crop_ratio must satisfy 0 < low <= high")
         return self
 
 

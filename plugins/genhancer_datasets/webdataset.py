@@ -142,6 +142,6 @@ class WebDataset(torch.utils.data.IterableDataset):
         except Exception:  # truncated or not an image: skip and report
             skipped.append(key)
             return None
-        crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng)
+        crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng, self.params.crop_ratio)
         caption = raw["txt"].decode("utf-8", "replace") if isinstance(raw.get("txt"), bytes) else ""
         return sample(to_tensor(crop), key, [], caption=caption)
