@@ -37,13 +37,14 @@ def tower_shape(config: Any) -> TowerShape:
 def load_tower(source: str | Path) -> tuple[Any, Any]:
     """A vision tower and its image processor, loaded the way LLaVA-1.5 does
     (``CLIPVisionModel`` / ``SiglipVisionModel`` and the image processor from the path)."""
-    from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel, SiglipVisionModel
+    from genhancer_hf_encoders.processors import load_image_processor
+    from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     config = AutoConfig.from_pretrained(source)
     model_class = SiglipVisionModel if config.model_type.startswith("siglip") else CLIPVisionModel
-    return model_class.from_pretrained(source), AutoImageProcessor.from_pretrained(source)
+    return model_class.from_pretrained(source), load_image_processor(str(source))
 
 
 def check_compatible(llava_config: Any, new: TowerShape) -> None:

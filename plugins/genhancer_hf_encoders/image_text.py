@@ -86,21 +86,22 @@ def character_tokenizer(max_length: int) -> Any:
 
 def load_image_text_model(source: str, text_from: str | None = None, device: str | torch.device = "cpu") -> HFImageTextModel | None:
     """A CLIP/SigLIP image-text model; None if ``source`` is not one of those."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source)
     model_type = getattr(config, "model_type", "")
     if not model_type.startswith(("clip", "siglip")):
         return None
     from .encoders import FAMILIES, _model_class_for, _transformers_class, quiet_loading
+    from .processors import load_image_processor, load_tokenizer
 
     quiet_loading()
 
     family = FAMILIES["siglip" if model_type.startswith("siglip") else "clip"]
-    processor = AutoImageProcessor.from_pretrained(source)
+    processor = load_image_processor(source)
     if hasattr(config, "text_config"):
         model = _transformers_class(family.full_model).from_pretrained(source)
-        return HFImageTextModel(model, processor, AutoTokenizer.from_pretrained(source), str(source), device)
+        return HFImageTextModel(model, processor, load_tokenizer(source), str(source), device)
     # a vision-only export: borrow the text tower it came from
     meta_path = Path(source) / "genhancer.json"
     recorded = json.loads(meta_path.read_text()).get("text_tower_from") if meta_path.is_file() else None
@@ -115,4 +116,4 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     model.vision_model.load_state_dict(getattr(vision, "vision_model", vision).state_dict())
     if hasattr(vision, "visual_projection") and hasattr(model, "visual_projection"):
         model.visual_projection.load_state_dict(vision.visual_projection.state_dict())
-    return HFImageTextModel(model, processor, AutoTokenizer.from_pretrained(text_source), str(source), device)
+    return HFImageTextModel(model, processor, load_tokenizer(text_source), str(source), device)

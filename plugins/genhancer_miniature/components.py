@@ -64,7 +64,8 @@ class ShapesClassifier(Pretrainer):
 
     def _train(self, target: Path, log: Callable[[str], None]) -> None:
         from safetensors.torch import save_file
-        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+        from genhancer_hf_encoders.processors import new_image_processor
+        from transformers import CLIPVisionConfig, CLIPVisionModel
 
         p = self.params
         log(f"pretrain: training the shapes classifier ({p.steps} steps, cached in {target})")
@@ -74,7 +75,7 @@ class ShapesClassifier(Pretrainer):
             torch.manual_seed(p.seed)
             model = CLIPVisionModel(CLIPVisionConfig(**_vision_config(p)))
             head = nn.Linear(p.hidden_size, len(ATTRIBUTES["shape"]))
-        processor = CLIPImageProcessor(size={"shortest_edge": p.image_size}, crop_size={"height": p.image_size, "width": p.image_size})
+        processor = new_image_processor("CLIPImageProcessor", size={"shortest_edge": p.image_size}, crop_size={"height": p.image_size, "width": p.image_size})
         mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
         params = list(model.parameters()) + list(head.parameters())

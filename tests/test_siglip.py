@@ -1,0 +1,89 @@
+"""SigLIP end to end with a real SentencePiece tokenizer, loaded the way a hub id is."""
+
+import io
+
+import pytest
+import torch
+
+from conftest import TINY, run_recipe, write_recipe
+from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
+
+SENTENCES = [
+    "a photo of a red circle", "two blue squares on the left", "the green triangle points up",
+    "a yellow cross seen from above", "three small dots in a row", "the dog is facing the camera",
+    "an open door and a closed window", "the text reads stop", "a butterfly with its wings spread",
+] * 4
+
+
+def sentencepiece_model(path):
+    """Train a tiny SentencePiece model (what SigLIP's tokenizer reads) on a few sentences."""
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES), model_writer=buffer, vocab_size=64, model_type="unigram",
+        unk_id=2, eos_id=1, bos_id=-1, pad_id=-1, hard_vocab_limit=False, character_coverage=1.0, minloglevel=2,
+    )
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def save_siglip(directory):
+    """A random tiny SiglipModel with a SentencePiece SiglipTokenizer, saved as a hub checkpoint is laid out."""
+    from transformers import SiglipTokenizer
+
+    from genhancer_hf_encoders.encoders import build_encoder
+    from genhancer_hf_encoders.params import HFEncoderParams
+
+    torch.manual_seed(0)
+    config = {"vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
+              "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
+                           max_position_embeddings=64)}
+    encoder = build_encoder("siglip", HFEncoderParams(config=config))
+    directory.mkdir(parents=True)
+    encoder.tokenizer = SiglipTokenizer(vocab_file=str(sentencepiece_model(directory.parent / "spiece.model")))
+    encoder.save_pretrained(directory)
+    assert (directory / "spiece.model").is_file()
+    return directory
+
+
+def test_siglip_checkpoint_loads_its_sentencepiece_tokenizer(tmp_path):
+    from transformers import SiglipTokenizer
+
+    from genhancer_hf_encoders.encoders import build_encoder
+    from genhancer_hf_encoders.params import HFEncoderParams
+
+    source = save_siglip(tmp_path / "siglip")
+    encoder = build_encoder("siglip", HFEncoderParams(source=str(source)))  # the hub-id code path, on a directory
+    assert isinstance(encoder.tokenizer, SiglipTokenizer)
+    assert encoder.tokenizer("a red circle")["input_ids"][-1] == 1  # SentencePiece pieces, then </s>
+
+
+def test_a_missing_tokenizer_library_is_one_clear_error(tmp_path, monkeypatch):
+    import transformers
+
+    from genhancer_hf_encoders.processors import load_tokenizer
+    from genhancer_plugins.errors import RunError
+
+    source = save_siglip(tmp_path / "siglip")
+
+    def missing(*args, **kwargs):
+        raise ImportError("SiglipTokenizer requires the SentencePiece library but it was not found in your environment")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", missing)
+    with pytest.raises(RunError, match="pip install sentencepiece"):
+        load_tokenizer(str(source))
+
+
+@pytest.mark.slow
+def test_siglip_recipe_trains_both_stages_and_scores_mmvp(tmp_path):
+    source = save_siglip(tmp_path / "siglip")
+    bench = write_synthetic_mmvp(tmp_path / "bench", pairs_per_pattern=1)
+    recipe = write_recipe(tmp_path, {**TINY, "encoder": {"name": "siglip", "preset": "tiny", "params": {"source": str(source)}},
+                                     "stage1": {"steps": 1}, "stage2": {"steps": 1, "lora": {"bias": "lora_only"}},
+                                     "eval": [{"name": "mmvp_vlm", "params": {"root": str(bench)}}]})
+    summary = run_recipe(recipe, tmp_path / "out")
+    assert summary["stages"]["stage1"]["steps"] == 1 and summary["stages"]["stage2"]["steps"] == 1
+    mmvp = summary["eval"]["mmvp_vlm"]
+    assert set(mmvp) >= {"original", "enhanced"} and 0 <= mmvp["enhanced"]["average"] <= 100
+    assert (tmp_path / "out" / "export" / "spiece.model").is_file()  # the export keeps SigLIP's tokenizer
