@@ -102,6 +102,10 @@ def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -
     return {"encoder": encoder, "tokenizer": tokenizer, "denoiser": denoiser, "conditioner": conditioner, "target": target}
 
 
+def lr_schedule_name(warmup_steps: int) -> str:
+    return "constant" if warmup_steps == 0 else f"linear warm-up over {warmup_steps} steps, then constant"
+
+
 def lora_parameter_count(encoder: Any, rank: int) -> int:
     """Parameters LoRA adds: rank * (in + out) per adapted linear layer."""
     total = 0
@@ -163,8 +167,13 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         if recipe.stage2.enabled:
             s2 = recipe.stage2
             if s2.encoder_tuning == "lora":
-                enc = lora_parameter_count(encoder, s2.lora.rank)
-                what = f"encoder LoRA r{s2.lora.rank}/alpha {s2.lora.alpha:g} on {len(encoder.lora_target_modules())} linear layers"
+                from .lora import lora_bias_count
+
+                adapters = lora_parameter_count(encoder, s2.lora.rank)
+                biases = lora_bias_count(encoder, s2.lora.bias)
+                enc = adapters + biases
+                what = (f"encoder LoRA r{s2.lora.rank}/alpha {s2.lora.alpha:g}/dropout {s2.lora.dropout:g} on "
+                        f"{len(encoder.lora_target_modules())} linear layers ({adapters:,}) + bias {s2.lora.bias} ({biases:,})")
             else:
                 enc = sizes["encoder_vision"]
                 what = "encoder vision tower (full fine-tuning)"
@@ -173,12 +182,33 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             stages["stage2"] = {"trainable": trainable, "what": what}
     for name in recipe.active_stages():
         settings = getattr(recipe, name)
-        stages.setdefault(name, {}).update(
+        entry = stages.setdefault(name, {})
+        entry.update(
             learning_rate=settings.learning_rate,
             length=f"{settings.steps} steps" if settings.steps else f"{settings.epochs:g} epoch(s)",
+            steps=settings.steps,
+            epochs=None if settings.steps else settings.epochs,
             warmup_steps=settings.warmup_steps,
+            lr_schedule=lr_schedule_name(settings.warmup_steps),
+            weight_decay=settings.weight_decay,
+            betas=list(settings.betas),
+            max_grad_norm=settings.max_grad_norm,
         )
+        if name == "stage2":
+            s2 = recipe.stage2
+            entry.update(mode=s2.mode, encoder_tuning=s2.encoder_tuning)
+            if s2.encoder_tuning == "lora":
+                entry["lora"] = s2.lora.model_dump(mode="json")
     plan["stages"] = stages
+    train = recipe.train
+    plan["train"] = {
+        "mixed_precision": train.mixed_precision,
+        "master_weights": "float32",
+        "tokenizer_encode": "float32",
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "seed": train.seed,
+    }
+    plan["export"] = recipe.export.model_dump(mode="json")
     plan["eval"] = [
         {"name": e.ref.name, "provided_by": f"{e.registered.source.distribution} {e.registered.source.version}",
          "params": e.params.model_dump(mode="json")}

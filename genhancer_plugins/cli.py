@@ -235,8 +235,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"parameters: {sizes}")
     print("stages:")
     for name, stage in plan["stages"].items():
-        trainable = f"{_human(stage['trainable'])} trainable: {stage['what']}; " if "trainable" in stage else ""
-        print(f"  {name}: {trainable}lr {stage['learning_rate']:g}, {stage['length']}, warm-up {stage['warmup_steps']}")
+        trainable = f"{_human(stage['trainable'])} trainable ({stage['trainable']:,}): {stage['what']}; " if "trainable" in stage else ""
+        print(f"  {name}: {trainable}{stage['length']}, lr {stage['learning_rate']:g} {stage['lr_schedule']}, "
+              f"AdamW betas {tuple(stage['betas'])} weight decay {stage['weight_decay']:g}, grad-norm clip {stage['max_grad_norm']}")
+    train = plan["train"]
+    print(f"precision {train['mixed_precision']} (master weights {train['master_weights']}, tokenizer encodes in "
+          f"{train['tokenizer_encode']}); export {plan['export']['dtype']}")
     if plan.get("pretrain"):
         print(f"pretrain {plan['pretrain']['name']} (cached in {plan['pretrain']['cache']})")
     if plan.get("eval"):

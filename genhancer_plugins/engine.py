@@ -56,7 +56,7 @@ from .checkpoint import (
 from .errors import RunError
 from .events import ExportInfo, RunInfo, StageInfo, StepInfo
 from .interfaces import Conditioner, Denoiser, Encoder, Tokenizer, count_parameters
-from .lora import apply_lora, has_lora, merge_lora
+from .lora import apply_lora, has_lora, mark_lora_trainable, merge_lora
 from .manager import PluginManager
 from .recipe import LoadedRecipe, StageSettings, dump_yaml
 
@@ -77,8 +77,14 @@ class Pipeline(nn.Module):
         self.denoiser = denoiser
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        targets = self.tokenizer.encode(images)
-        return self.denoiser.loss(targets, self.conditioner(self.encoder(images)))
+        return self.denoiser.loss(self.targets(images), self.conditioner(self.encoder(images)))
+
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
+        autocast: the release encodes with the VAE in fp32, and the encode is
+        cheap next to the denoiser."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return self.tokenizer.encode(images.float())
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -216,8 +222,6 @@ class Run:
         self.pipeline = Pipeline(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
         self.pipeline.to(self.accelerator.device)
         precision = self.accelerator.mixed_precision
-        if precision in ("bf16", "fp16"):  # frozen weights live in the compute dtype
-            self.pipeline.tokenizer.to(torch.bfloat16 if precision == "bf16" else torch.float16)
         try:
             self.dataset = self.components["data"].build(image_size=models["encoder"].spec.image_size, seed=self.recipe.train.seed)
         except (FileNotFoundError, ValueError) as exc:  # a missing shard or directory: fail at start-up, clearly
@@ -276,8 +280,7 @@ class Run:
             if not has_lora(p.encoder):
                 apply_lora(p.encoder, s2.lora)
                 p.encoder.to(self.accelerator.device)
-            for name, param in p.encoder.named_parameters():
-                param.requires_grad_("lora_" in name)
+            mark_lora_trainable(p.encoder, s2.lora.bias)
         else:
             for param in p.encoder.vision_parameters():
                 param.requires_grad_(True)
@@ -542,15 +545,24 @@ class Run:
             before = encoder(probe).global_token.float()
         merge_lora(encoder)
         export_dir = self.output_dir / "export"
-        info: dict[str, Any] = {"directory": str(export_dir)}
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[self.recipe.export.dtype]
+        info: dict[str, Any] = {"directory": str(export_dir), "dtype": self.recipe.export.dtype}
+        if dtype != torch.float32:
+            # What the export will hold: the trained weights rounded to ``dtype`` (training is over).
+            with torch.no_grad():
+                for param in encoder.parameters():
+                    param.copy_(param.to(dtype).float())
+                rounded = encoder(probe).global_token.float()
+            info["rounding_max_abs_diff"] = float((before - rounded).abs().max())
+            before = rounded
         if acc.is_main_process:
             tmp = export_dir.with_name("export.tmp")
             if tmp.exists():
                 shutil.rmtree(tmp)
-            encoder.save_pretrained(tmp)
+            encoder.save_pretrained(tmp, dtype=dtype)
             comp = self.components["encoder"]
             reloaded = comp.registered.spec.factory(comp.params.model_copy(update={"source": str(tmp)}))
-            reloaded.to(acc.device).eval()
+            reloaded.to(acc.device).float().eval()
             with torch.no_grad():
                 after = reloaded(probe).global_token.float()
             diff = float((before - after).abs().max())
@@ -565,6 +577,7 @@ class Run:
                 # Image-text evaluation of a vision-only export needs the text tower it came from.
                 "text_tower_from": None if described.get("has_text_tower") else described.get("source"),
                 "export_check_max_abs_diff": diff,
+                "dtype": self.recipe.export.dtype,
             }
             (tmp / "genhancer.json").write_text(json.dumps(metadata, indent=2))
             (tmp / "README.md").write_text(model_card(self.recipe.name, described, dump_yaml(self.loaded.raw)))

@@ -5,7 +5,7 @@ below), so each plugin can be tested alone with random tensors:
 
     images [B,3,H,W] in [0,1]
       -> Encoder      -> EncoderOutput(global_token [B,D], local_tokens [B,N,D'])
-      -> Conditioner  -> Condition(pooled [B,P] | None, tokens [B,L,T] | None)
+      -> Conditioner  -> Condition(pooled [B,P] | None, tokens [B,L,T] | None, token_positions [B,L,2] | None)
     images -> Tokenizer.encode -> targets (latents [B,C,h,w] or indices [B,L])
     Denoiser.loss(targets, condition) -> scalar
     Denoiser.sample(condition) -> targets
@@ -39,6 +39,9 @@ class Condition:
 
     pooled: Tensor | None = None  #: [B, P]: modulation vector
     tokens: Tensor | None = None  #: [B, L, T]: condition tokens
+    #: [B, L, 2]: (row, column) of each condition token's patch centre as a share of
+    #: the image side (0..1); NaN for tokens with no place (the global token). None: no positions.
+    token_positions: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,9 @@ class Encoder(nn.Module, ABC):
         """Names (relative to this module) of the linear layers LoRA adapts."""
 
     @abstractmethod
-    def save_pretrained(self, directory: Path, model_card: str) -> None:
-        """Write the encoder in the Hugging Face layout any user can load."""
+    def save_pretrained(self, directory: Path, dtype: torch.dtype | None = None) -> None:
+        """Write the encoder in the Hugging Face layout any user can load, with
+        floating-point weights in ``dtype`` (default: as they are)."""
 
     def describe(self) -> dict[str, Any]:
         """Facts for plans and run summaries (source, family, sizes)."""

@@ -41,6 +41,11 @@ class LoraSettings(_Strict):
     rank: PositiveInt = 16
     alpha: PositiveFloat = 16
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    bias: Literal["none", "lora_only", "all"] = Field(
+        "none",
+        description="biases that train beside the adapters (merged into the export): none; lora_only, the bias of each "
+        "adapted linear layer (peft's bias='lora_only', the release's setting); all, every bias of the vision side",
+    )
 
 
 class StageSettings(_Strict):
@@ -90,6 +95,11 @@ class PreviewSettings(_Strict):
 
 class ExportSettings(_Strict):
     enabled: bool = True
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="weights' dtype in the export: float32 (the trained fp32 master weights) or bfloat16 "
+        "(the release's rounding under DeepSpeed bf16)",
+    )
 
 
 class LlavaPhaseSettings(_Strict):

@@ -9,6 +9,8 @@ ablation); with n = 0 it builds exactly the same module as ``cls``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -34,9 +36,14 @@ class ClsConditioner(Conditioner):
         d = encoder.global_dim
         self.to_pooled = projector(d, condition.pooled_dim, params.hidden_dim) if condition.pooled_dim else None
         self.to_token = projector(d, condition.token_dim, params.hidden_dim) if condition.token_dim else None
-        fraction = params.fraction if isinstance(params, ClsLocalParams) else 0.0
-        self.selection = params.selection if isinstance(params, ClsLocalParams) else "random"
+        local = isinstance(params, ClsLocalParams)
+        fraction = params.fraction if local else 0.0
+        self.selection = params.selection if local else "random"
         self.num_local = round(fraction * encoder.num_local_tokens)
+        self.local_positions = bool(local and params.local_positions and self.num_local)
+        self.grid = math.isqrt(encoder.num_local_tokens)
+        if self.local_positions and self.grid * self.grid != encoder.num_local_tokens:
+            raise ValueError(f"local token positions need a square patch grid; the encoder has {encoder.num_local_tokens} tokens")
         self.to_local = None
         if self.num_local:
             if condition.token_dim is None:
@@ -54,9 +61,21 @@ class ClsConditioner(Conditioner):
     def forward(self, encoded: EncoderOutput) -> Condition:
         g = encoded.global_token
         tokens = self.to_token(g).unsqueeze(1) if self.to_token is not None else None
+        positions = None
         if self.to_local is not None:
             local = encoded.local_tokens
             index = self.select_local(local)
             picked = local.gather(1, index.unsqueeze(-1).expand(-1, -1, local.shape[-1]))
             tokens = torch.cat([tokens, self.to_local(picked)], dim=1)
-        return Condition(pooled=self.to_pooled(g) if self.to_pooled is not None else None, tokens=tokens)
+            if self.local_positions:
+                positions = self.patch_positions(index, global_tokens=tokens.shape[1] - index.shape[1])
+        return Condition(pooled=self.to_pooled(g) if self.to_pooled is not None else None, tokens=tokens,
+                         token_positions=positions)
+
+    def patch_positions(self, index: Tensor, global_tokens: int) -> Tensor:
+        """[B, global + k, 2]: NaN for the global token(s), then each picked patch's
+        centre (row, column) as a share of the image side."""
+        grid = self.grid
+        centres = torch.stack([index // grid, index % grid], dim=-1).float().add(0.5).div(grid)
+        none = torch.full((index.shape[0], global_tokens, 2), float("nan"), device=index.device)
+        return torch.cat([none, centres], dim=1)

@@ -82,18 +82,40 @@ class RectifiedFlowDenoiser(Denoiser):
         """The network's velocity prediction for packed noisy latents."""
         if condition.tokens is None or condition.pooled is None:
             raise ValueError("rectified_flow needs both a pooled vector and condition tokens from the conditioner")
-        batch = noisy.shape[0]
+        txt_ids = self.condition_ids(condition)
+        if txt_ids.shape[0] == 1 or bool((txt_ids == txt_ids[:1]).all()):
+            return self._velocity(noisy, t, condition.tokens, condition.pooled, txt_ids[0])
+        # FLUX takes one set of txt ids per call: samples whose condition tokens sit at
+        # different places (cls_local, random selection) run one at a time.
+        return torch.cat([
+            self._velocity(noisy[i : i + 1], t[i : i + 1], condition.tokens[i : i + 1], condition.pooled[i : i + 1], txt_ids[i])
+            for i in range(noisy.shape[0])
+        ])
+
+    def condition_ids(self, condition: Condition) -> Tensor:
+        """[B, L, 3] FLUX txt ids: (0, 0, 0) for a token with no place (the global
+        token), else (0, row, column) in the packed latent grid, so RoPE relates a
+        local condition token to the image tokens of the same patch."""
         tokens = condition.tokens
+        ids = torch.zeros(tokens.shape[0], tokens.shape[1], 3, device=tokens.device)
+        if condition.token_positions is not None:
+            _, height, width = self.target.shape
+            grid = torch.tensor([height // PATCH, width // PATCH], device=tokens.device, dtype=torch.float32)
+            places = condition.token_positions.float() * grid - 0.5  # share of the side -> token-centre coordinates
+            ids[..., 1:] = torch.nan_to_num(places, nan=0.0)
+        return ids
+
+    def _velocity(self, noisy: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor, txt_ids: Tensor) -> Tensor:
         guidance = None
         if self.params.guidance_embeds:
-            guidance = torch.full((batch,), self.params.guidance, device=noisy.device, dtype=noisy.dtype)
+            guidance = torch.full((noisy.shape[0],), self.params.guidance, device=noisy.device, dtype=noisy.dtype)
         return self.transformer(
             hidden_states=noisy,
             encoder_hidden_states=tokens,
-            pooled_projections=condition.pooled,
+            pooled_projections=pooled,
             timestep=t.to(noisy.dtype),
             img_ids=self.img_ids.to(noisy.device),
-            txt_ids=torch.zeros(tokens.shape[1], 3, device=noisy.device),
+            txt_ids=txt_ids,
             guidance=guidance,
             return_dict=False,
         )[0]

@@ -8,6 +8,7 @@ is a :class:`Family` record, not a copy of the code.
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from genhancer_plugins.components import OfflineUnknown
 from genhancer_plugins.interfaces import Encoder, EncoderOutput, EncoderSpec
 
 from .params import HFEncoderParams
+from .processors import load_image_processor, load_tokenizer, new_image_processor
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,17 @@ class HFVisionEncoder(Encoder):
     def _trunk_prefix(self) -> str:
         return "model.vision_model." if hasattr(self.model, "vision_model") else "model."
 
-    def hub_state_dict(self) -> dict[str, Tensor]:
-        """Weights under the hub's key names (``vision_model.*``, ``text_model.*``, ...)."""
+    def hub_state_dict(self, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+        """Weights under the hub's key names (``vision_model.*``, ``text_model.*``, ...),
+        floating-point tensors cast to ``dtype`` when given."""
         state = {}
         for key, value in self.model.state_dict().items():
             if not hasattr(self.model, "vision_model") and not key.startswith(("vision_model.", "visual_projection.")):
                 key = "vision_model." + key
-            state[key] = value.detach().to("cpu").contiguous()
+            value = value.detach().to("cpu")
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            state[key] = value.contiguous()
         return state
 
     def forward(self, images: Tensor) -> EncoderOutput:
@@ -139,13 +145,16 @@ class HFVisionEncoder(Encoder):
                 names.append(name)
         return names
 
-    def save_pretrained(self, directory: Path) -> None:
+    def save_pretrained(self, directory: Path, dtype: torch.dtype | None = None) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         # The hub layout (vision_model.*) is what older transformers (LLaVA-1.5
         # pins 4.37) expect; transformers 5 reads it too.
-        save_file(self.hub_state_dict(), directory / "model.safetensors", metadata={"format": "pt"})
-        self.model.config.save_pretrained(directory)
+        save_file(self.hub_state_dict(dtype), directory / "model.safetensors", metadata={"format": "pt"})
+        config = copy.deepcopy(self.model.config)
+        if dtype is not None:
+            config.dtype = dtype
+        config.save_pretrained(directory)
         self.processor.save_pretrained(directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)
@@ -193,7 +202,7 @@ def _is_local(source: str) -> bool:
 
 
 def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False) -> HFVisionEncoder:
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers import AutoConfig
 
     family = FAMILIES[family_name]
     source = params.source
@@ -221,11 +230,11 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
     hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
     model_class = _model_class_for(family, hf_config, source)
     model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
-    processor = AutoImageProcessor.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+    processor = load_image_processor(source, revision=params.revision, trust_remote_code=remote)
     tokenizer = None
     if hasattr(model, "text_model"):
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            tokenizer = AutoTokenizer.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+        with contextlib.suppress(OSError, ValueError, TypeError):  # a checkpoint without tokenizer files
+            tokenizer = load_tokenizer(source, revision=params.revision, trust_remote_code=remote)
     return HFVisionEncoder(family, model, processor, tokenizer=tokenizer, source=source)
 
 
@@ -238,5 +247,4 @@ def quiet_loading() -> None:
 
 def _default_processor(family: Family, model: nn.Module) -> Any:
     vision_config = getattr(model.config, "vision_config", model.config)
-    processor_class = _transformers_class(family.image_processor)
-    return processor_class(**family.size_dict(int(vision_config.image_size)))
+    return new_image_processor(family.image_processor, **family.size_dict(int(vision_config.image_size)))
