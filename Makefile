@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 
 # Every miniature experiment, 2 seeds, then docs/mini-replication.md (about 45 min on 2 cores).
 reproduce-mini: $(STAMP)
-	$(PY) -m genhancer_miniature.reproduce --runs runs/mini --doc docs/mini-replication.md
+	$(PY) tools/reproduce_mini.py --recipes recipes --runs runs/mini --doc docs/mini-replication.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

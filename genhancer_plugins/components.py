@@ -14,7 +14,12 @@ conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
 dataset       ``image_size: int, seed: int``                  :class:`ImageDataset`
 evaluator     (nothing else)                                  :class:`~genhancer_plugins.evaluation.Evaluator`
 pretrainer    ``seed: int``                                   :class:`Pretrainer`
+phase         (nothing else)                                  :class:`~genhancer_plugins.interfaces.DownstreamPhase`
 ============  ==============================================  =================
+
+A ``phase`` runs after the export (LLaVA-1.5 training is one). A recipe selects it
+with a top-level section named like the phase (``llava:``), validated by its
+``params``.
 
 ``meta=True`` asks for the architecture only, built on the ``meta`` device
 with no weights loaded and nothing downloaded: ``genhancer validate`` uses it
@@ -30,8 +35,8 @@ from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer"]
-COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer")
+ComponentKind = Literal["encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer", "phase"]
+COMPONENT_KINDS: tuple[str, ...] = ("encoder", "conditioner", "tokenizer", "denoiser", "dataset", "evaluator", "pretrainer", "phase")
 
 
 class Params(BaseModel):
@@ -83,9 +88,11 @@ class ComponentSpec:
             picks one and its ``params`` override single fields.
         default_preset: preset applied when a recipe names none.
         description: one line for ``genhancer plugins``.
-        scores: evaluators only: what they score, ``"encoder"`` (image-text
-            models: recipe ``eval:``, ``genhancer eval``) or ``"mllm"`` (LLaVA
-            models: ``llava.eval:``, ``genhancer llava eval``).
+        scores: evaluators only: the kind of model they score, ``"encoder"``
+            (an :class:`~genhancer_plugins.interfaces.ImageTextModel`: recipe
+            ``eval:``, ``genhancer eval``) or ``"mllm"`` (a
+            :class:`~genhancer_plugins.interfaces.MultipleChoiceModel`: the
+            evaluation sections and commands of downstream phases).
     """
 
     kind: ComponentKind

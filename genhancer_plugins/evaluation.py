@@ -1,4 +1,5 @@
-"""Evaluation: evaluators are plugins; models reach them as ImageTextModels.
+"""Evaluation: evaluators are plugins; models reach them as ImageTextModels (or,
+for downstream benchmarks, MultipleChoiceModels; see :mod:`genhancer_plugins.interfaces`).
 
 ``run_evaluation`` applies one evaluator to any number of models and writes,
 under the output directory: ``<label>/predictions.csv`` per model,
@@ -14,25 +15,13 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import RunError
+from .tables import comparison_rows, difference, text_table
 
-
-class ImageTextModel(Protocol):
-    """What image-text evaluators need from a model."""
-
-    name: str
-
-    def image_embeddings(self, images: Sequence[Any], normalize: bool = True) -> Any:
-        """Global-token embeddings [N, D] of PIL images (the model's own preprocessing),
-        L2-normalised unless ``normalize`` is False."""
-
-    def text_embeddings(self, texts: Sequence[str]) -> Any:
-        """L2-normalised embeddings [M, D]."""
-
-    def logits(self, image_embeddings: Any, text_embeddings: Any) -> Any:
-        """[M texts, N images] logits with the model's own scale (and bias, for SigLIP)."""
+if TYPE_CHECKING:
+    from .interfaces import ImageTextModel
 
 
 @dataclass
@@ -49,8 +38,9 @@ class Evaluator(ABC):
     name: str = "evaluator"
 
     @abstractmethod
-    def evaluate(self, model: ImageTextModel) -> EvalResult:
-        """Score one model."""
+    def evaluate(self, model: Any) -> EvalResult:
+        """Score one model: an :class:`ImageTextModel` for evaluators registered with
+        ``scores="encoder"``, a :class:`MultipleChoiceModel` for ``scores="mllm"``."""
 
     def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path | None:
         """Optionally draw the models' results side by side; return the file written."""
@@ -80,27 +70,8 @@ def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
 def side_by_side(results: Mapping[str, EvalResult], reference: str | None = None) -> str:
     """A plain-text table: one row per metric, one column per model (and the
     difference to ``reference`` when two models are compared)."""
-    labels = list(results)
-    metrics: list[str] = []
-    for result in results.values():
-        for key in result.metrics:
-            if key not in metrics:
-                metrics.append(key)
-    compare = reference in results and len(labels) == 2
-    header = ["metric", *labels] + (["difference"] if compare else [])
-    table = [header]
-    for key in metrics:
-        values = [results[label].metrics.get(key) for label in labels]
-        row = [key, *[f"{v:.2f}" if v is not None else "-" for v in values]]
-        if compare:
-            other = [label for label in labels if label != reference][0]
-            a, b = results[reference].metrics.get(key), results[other].metrics.get(key)
-            row.append(f"{b - a:+.2f}" if a is not None and b is not None else "-")
-        table.append(row)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    header, rows = comparison_rows({label: r.metrics for label, r in results.items()}, reference)
+    return text_table(header, rows)
 
 
 def evaluate_one(evaluator: Evaluator, model: ImageTextModel, label: str, output_dir: Path) -> EvalResult:
@@ -131,11 +102,21 @@ def write_comparison(evaluator: Evaluator, results: Mapping[str, EvalResult], ou
     }
     if reference in results and len(results) == 2:
         other = next(label for label in results if label != reference)
-        summary["difference"] = {k: results[other].metrics[k] - v for k, v in results[reference].metrics.items() if k in results[other].metrics}
+        summary["difference"] = difference(results[reference].metrics, results[other].metrics)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (output_dir / "table.txt").write_text(table + "\n")
     evaluator.plot(results, output_dir / f"{evaluator.name}.png")
     return table
+
+
+def evaluate_or_resume(evaluator: Evaluator, load: Callable[[], Any], label: str, output_dir: Path, resume: bool,
+                       log: Callable[[str], None]) -> EvalResult:
+    """The result written by an earlier attempt when resuming, else score ``load()`` now."""
+    result = read_result(output_dir, label) if resume else None
+    if result is None:
+        log(f"eval: {evaluator.name} on the {label} model")
+        result = evaluate_one(evaluator, load(), label, output_dir)
+    return result
 
 
 def run_evaluation(evaluator: Evaluator, models: Mapping[str, ImageTextModel], output_dir: Path, reference: str | None = None) -> tuple[dict[str, EvalResult], str]:

@@ -33,12 +33,13 @@ class StepInfo:
 @dataclass
 class StageInfo:
     stage: str
-    steps: int
+    steps: int  #: at stage start: the step training starts from; at stage end: steps done
     final_loss: float | None
     directory: Path
     modules: Mapping[str, nn.Module]
     process_index: int = 0
     num_processes: int = 1
+    total_steps: int = 0
 
 
 @dataclass

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from .components import ComponentSpec
     from .events import ExportInfo, RunInfo, StageInfo, StepInfo
 
@@ -50,6 +52,12 @@ def genhancer_run_start(run: "RunInfo") -> None:
 
 
 @hookspec
+def genhancer_stage_start(stage: "StageInfo") -> None:
+    """Called on every process when a stage starts training (``stage.steps`` is
+    the step it starts from: 0, or the checkpoint's when resuming)."""
+
+
+@hookspec
 def genhancer_step_end(step: "StepInfo") -> None:
     """Called after every optimisation step (not every micro-batch) on every
     process, with the step's loss, learning rate and throughput."""
@@ -65,3 +73,11 @@ def genhancer_stage_end(stage: "StageInfo") -> None:
 def genhancer_export_end(export: "ExportInfo") -> None:
     """Called on every process after the enhanced encoder was exported (the
     directory is written by the main process only)."""
+
+
+@hookspec
+def genhancer_add_commands(subparsers: "argparse._SubParsersAction") -> None:
+    """Add subcommands to the ``genhancer`` command line. Each parser sets its
+    handler with ``parser.set_defaults(handler=function)``; the function takes
+    the parsed ``argparse.Namespace`` and returns the exit status. Import heavy
+    libraries inside the handler, not here: ``genhancer --help`` stays fast."""

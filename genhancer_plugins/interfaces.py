@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Literal, Mapping, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -97,8 +97,21 @@ class Encoder(nn.Module, ABC):
         """Write the encoder in the Hugging Face layout any user can load, with
         floating-point weights in ``dtype`` (default: as they are)."""
 
+    def reload(self, directory: Path) -> "Encoder":
+        """A new encoder read from what :meth:`save_pretrained` wrote (the export check)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read its own export back")
+
+    def pretrained_source(self) -> str | None:
+        """Where the untouched encoder loads from (a hub id or directory); None for random weights."""
+        return None
+
+    def text_tower_source(self) -> str | None:
+        """For an encoder saved without a text tower: where a matching one loads from, so that
+        image-text evaluators can score the export; None when it has its own or none exists."""
+        return None
+
     def describe(self) -> dict[str, Any]:
-        """Facts for plans and run summaries (source, family, sizes)."""
+        """Facts for plans, model cards and run summaries (family, architecture, sizes), JSON values."""
         return {}
 
 
@@ -131,6 +144,15 @@ class Denoiser(nn.Module, ABC):
     def sample(self, condition: Condition, steps: int = 20) -> Tensor:
         """Generate a batch of targets for the given condition."""
 
+    def save_pretrained(self, directory: Path) -> None:
+        """Write the trained denoiser in its library's own layout (default: its
+        parameters as ``model.safetensors``)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+
 
 class Conditioner(nn.Module, ABC):
     """Turns encoder output into the denoiser's condition (holds projector h)."""
@@ -141,15 +163,56 @@ class Conditioner(nn.Module, ABC):
 
 
 class ImageDataset(Protocol):
-    """A map-style dataset of images.
+    """A map-style dataset of images (the engine shards it with a sampler).
 
     ``__getitem__`` returns a dict with at least ``pixel_values`` (float
-    tensor [3, H, W] in [0, 1] at the requested size) and ``key`` (str).
+    tensor [3, H, W] in [0, 1] at the requested size) and ``key`` (str), and
+    optionally ``skipped``: keys of unreadable samples passed over to find
+    this one (counted and reported, never a crash).
     """
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+class StreamingImageDataset(Protocol):
+    """An iterable dataset (a ``torch.utils.data.IterableDataset``) that shards
+    itself across processes and workers and yields items as above, forever
+    (each process's stream repeats, so all take the same number of steps)."""
+
+    def __len__(self) -> int:
+        """Images in one epoch over all processes (the engine's epoch length)."""
+
+    def __iter__(self) -> Any: ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (called before each epoch and on resume)."""
+
+
+class ImageTextModel(Protocol):
+    """What encoder evaluators score: an image-text model (CLIP, SigLIP, ...)."""
+
+    name: str
+
+    def image_embeddings(self, images: Sequence[Any], normalize: bool = True) -> Tensor:
+        """Global-token embeddings [N, D] of PIL images (the model's own preprocessing),
+        L2-normalised unless ``normalize`` is False."""
+
+    def text_embeddings(self, texts: Sequence[str]) -> Tensor:
+        """L2-normalised embeddings [M, D]."""
+
+    def logits(self, image_embeddings: Tensor, text_embeddings: Tensor) -> Tensor:
+        """[M texts, N images] logits with the model's own scale (and bias, for SigLIP)."""
+
+
+class MultipleChoiceModel(Protocol):
+    """What downstream-model benchmarks score: a model that picks one of several answers."""
+
+    name: str
+
+    def choose(self, image: Any, question: str, options: Sequence[str]) -> tuple[int, list[float]]:
+        """The chosen option's index and a score per option (e.g. mean negative log-likelihood)."""
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -161,3 +224,31 @@ def module_device(module: nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
     return torch.device("cpu")
+
+
+@dataclass
+class PhaseContext:
+    """What a downstream phase receives from the run it follows."""
+
+    recipe: Any  #: the validated recipe
+    output_dir: Path  #: the run directory; a phase writes under ``output_dir / <phase name>``
+    enhanced_encoder: Path | None  #: this run's export (None when the run trained nothing)
+    original_encoder: Any  #: () -> str: where the untouched encoder loads from (a copy is written if needed)
+    build_evaluators: Any  #: (section, refs, scores) -> list of (label, Evaluator), errors naming the section
+    seed: int
+    resume: bool
+    is_main_process: bool
+    log: Any  #: (message) -> None
+    wait_for_everyone: Any  #: () -> None
+
+
+class DownstreamPhase(ABC):
+    """A phase after the export that uses the enhanced encoder (component kind ``phase``)."""
+
+    @abstractmethod
+    def run(self, context: PhaseContext) -> dict[str, Any]:
+        """Run (every process calls it; resume when ``context.resume``); return the phase's part of run.json."""
+
+    def plan(self) -> dict[str, Any]:
+        """What ``genhancer validate`` shows for this phase (plain JSON values)."""
+        return {}

@@ -64,17 +64,29 @@ class PluginManager:
     )
     failures: list[PluginFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)  #: plugins left out on request
 
     @property
     def hook(self) -> Any:
         return self.pm.hook
 
     def register(self, plugin: Any, source: PluginSource) -> None:
-        """Register a plugin object/module and its components, isolating failures."""
+        """Register a plugin object/module and its components, isolating failures.
+
+        A hook implementation whose name matches no hook (a misspelling, which
+        would otherwise silently never run) fails the plugin, naming the hook."""
         try:
             self.pm.register(plugin, name=source.plugin)
         except Exception as exc:  # a bad hookimpl signature, a duplicate name
             self.failures.append(_failure(source, "register", exc))
+            return
+        unknown = [name for name in _implemented_hooks(self.pm, plugin) if name not in KNOWN_HOOKS]
+        if unknown:
+            self.pm.unregister(plugin)
+            error = ValueError(
+                f"implements {', '.join(unknown)}, which is no genhancer hook (misspelled?); hooks: {', '.join(sorted(KNOWN_HOOKS))}"
+            )
+            self.failures.append(PluginFailure(source, "register", str(error), ""))
             return
         impl = getattr(plugin, "genhancer_components", None)
         if impl is None:
@@ -115,6 +127,15 @@ class PluginManager:
         return found
 
 
+KNOWN_HOOKS = frozenset(name for name in dir(hookspecs) if name.startswith("genhancer_"))
+#: Environment variable: comma-separated plugin names to leave out (as ``--disable-plugin``).
+DISABLE_ENV = "GENHANCER_DISABLE_PLUGINS"
+
+
+def _implemented_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+
+
 def _failure(source: PluginSource, stage: str, exc: BaseException) -> PluginFailure:
     return PluginFailure(source, stage, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
@@ -129,15 +150,28 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
             yield ep
 
 
-def load_plugins(extra: Iterable[tuple[Any, str]] = ()) -> PluginManager:
+def disabled_plugins(names: Iterable[str] = ()) -> set[str]:
+    """Plugin names to leave out: ``names`` plus those in $GENHANCER_DISABLE_PLUGINS."""
+    import os
+
+    from_env = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
+    return {n for n in [*names, *from_env] if n}
+
+
+def load_plugins(extra: Iterable[tuple[Any, str]] = (), disable: Iterable[str] = ()) -> PluginManager:
     """Discover every plugin of the ``genhancer`` entry-point group.
 
     ``extra`` registers additional in-process plugins as ``(object, name)``,
     which is how tests and notebooks add hooks without packaging them.
+    ``disable`` (and $GENHANCER_DISABLE_PLUGINS) names entry points to skip.
     """
     manager = PluginManager(pluggy.PluginManager(hookspecs.PROJECT))
     manager.pm.add_hookspecs(hookspecs)
+    skip = disabled_plugins(disable)
+    manager.disabled = sorted(skip)
     for ep in _entry_points():
+        if ep.name in skip:
+            continue
         dist = getattr(ep, "dist", None)
         source = PluginSource(
             plugin=ep.name,

@@ -102,51 +102,19 @@ class ExportSettings(_Strict):
     )
 
 
-class LlavaPhaseSettings(_Strict):
-    """One LLaVA-1.5 training phase (data in LLaVA's JSON format)."""
-
-    data: str = Field(..., description="LLaVA JSON: [{id, image, conversations: [{from, value}]}]")
-    image_folder: str | None = Field(None, description="images, relative paths in the JSON resolve here (default: beside it)")
-    learning_rate: PositiveFloat
-    batch_size: PositiveInt = Field(16, description="per device")
-    gradient_accumulation_steps: PositiveInt = 1
-    epochs: PositiveFloat = 1.0
-    max_steps: PositiveInt | None = None
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    save_steps: PositiveInt = 500
-    logging_steps: PositiveInt = 10
-    num_workers: NonNegativeInt = 4
-    deepspeed: str | None = Field(None, description="zero2, zero3, or a DeepSpeed config file")
-
-
-class LlavaSettings(_Strict):
-    """LLaVA-1.5 with the enhanced tower: build, train (two phases), evaluate."""
-
-    towers: list[Literal["original", "enhanced"]] = Field(
-        default_factory=lambda: ["original", "enhanced"], description="train and evaluate one LLaVA per tower, for Table 2"
-    )
-    tower: str | None = Field(None, description="an already enhanced encoder directory; default: this run's export")
-    original_tower: str | None = Field(None, description="the original encoder; default: the encoder's source")
-    language_model: str | None = Field(None, description="hub id or directory of the LLM (LLaVA-1.5: lmsys/vicuna-7b-v1.5)")
-    language_model_config: dict[str, Any] | None = Field(None, description="a random-weight Llama config (the CPU twin)")
-    tokenizer_corpus: list[str] = Field(default_factory=list, description="text files to build an offline word tokenizer from (the CPU twin)")
-    max_length: PositiveInt = 2048
-    bf16: bool | Literal["auto"] = "auto"
-    gradient_checkpointing: bool = True
-    deepspeed: str | None = Field(None, description="default for both phases: zero2, zero3, or a config file")
-    pretrain: LlavaPhaseSettings | None = None
-    finetune: LlavaPhaseSettings | None = None
-    eval: list[ComponentRef] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _needs_a_language_model(self) -> "LlavaSettings":
-        if (self.language_model is None) == (self.language_model_config is None):
-            raise ValueError("set exactly one of language_model (weights) or language_model_config (random, for tests)")
-        return self
+STAGE1, STAGE2 = "stage1", "stage2"
+STAGES = (STAGE1, STAGE2)
 
 
 class Recipe(_Strict):
-    """A whole GenHancer run."""
+    """A whole GenHancer run.
+
+    Top-level keys beyond these fields are sections of downstream phases
+    (component kind ``phase``, e.g. ``llava:``): each is validated by the
+    phase plugin of that name (:func:`validate_phase_sections`) and selects it.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     name: str
     description: str = ""
@@ -171,12 +139,11 @@ class Recipe(_Strict):
     eval: list[ComponentRef] = Field(
         default_factory=list, description="evaluators applied to the original encoder before training and to the export after"
     )
-    llava: LlavaSettings | None = Field(None, description="LLaVA-1.5 phases after the export (see llava_integration)")
 
     @model_validator(mode="after")
     def _something_trains(self) -> "Recipe":
-        if not self.active_stages() and not (self.llava and self.llava.tower):
-            raise ValueError("stage1 and stage2 are both disabled: nothing would train (a llava section with `tower` may run alone)")
+        if not self.active_stages() and not self.model_extra:
+            raise ValueError("stage1 and stage2 are both disabled: nothing would train (a downstream phase section may run alone)")
         if self.schedule == "end_to_end":
             if not self.stage2.enabled:
                 raise ValueError("schedule end_to_end trains in stage2, which is disabled")
@@ -188,10 +155,17 @@ class Recipe(_Strict):
         """The stages that run, in order."""
         stages = []
         if self.stage1.enabled and self.schedule == "two_stage":
-            stages.append("stage1")
+            stages.append(STAGE1)
         if self.stage2.enabled:
-            stages.append("stage2")
+            stages.append(STAGE2)
         return stages
+
+    def stage_settings(self, stage: str) -> StageSettings:
+        return self.stage1 if stage == STAGE1 else self.stage2
+
+    def phases(self) -> dict[str, Any]:
+        """Downstream phase sections, by phase name: their validated parameters."""
+        return dict(self.model_extra or {})
 
 
 @dataclass
@@ -332,8 +306,9 @@ def validation_error(loaded: LoadedRecipe | None, exc: ValidationError, prefix: 
     return RecipeError("invalid recipe:\n  " + "\n  ".join(lines))
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> LoadedRecipe:
-    """Read, merge (``extends``), override (``--set``) and validate a recipe."""
+def load_recipe(path: str | Path, overrides: list[str] = (), manager: Any = None) -> LoadedRecipe:
+    """Read, merge (``extends``), override (``--set``) and validate a recipe,
+    its phase sections by the plugins of ``manager`` (default: every installed plugin)."""
     merged, origins, files = _load_chain(Path(path))
     for text in overrides:
         keys, value = parse_override(text)
@@ -343,7 +318,32 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> LoadedRecipe:
         loaded.recipe = Recipe.model_validate(merged)
     except ValidationError as exc:
         raise validation_error(loaded, exc) from None
+    if loaded.recipe.model_extra:
+        if manager is None:
+            from .manager import load_plugins
+
+            manager = load_plugins()
+        validate_phase_sections(loaded, manager)
     return loaded
+
+
+def validate_phase_sections(loaded: LoadedRecipe, manager: Any) -> None:
+    """Each extra top-level key must name a registered ``phase``; its value is
+    validated by that phase's parameters and replaces the raw mapping."""
+    extra = loaded.recipe.__pydantic_extra__
+    phases = manager.components.get("phase", {})
+    for key, value in list(extra.items()):
+        registered = phases.get(key)
+        if registered is None:
+            known = ", ".join(sorted(phases)) or "none installed"
+            raise loaded.error(key, f"unknown field (check the spelling; downstream phase sections: {known})")
+        if value is None:  # `llava: null` in a child recipe switches an inherited phase off
+            del extra[key]
+            continue
+        try:
+            extra[key] = registered.spec.params.model_validate(value)
+        except ValidationError as exc:
+            raise validation_error(loaded, exc, prefix=f"{key}.") from None
 
 
 def deep_update(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

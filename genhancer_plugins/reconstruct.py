@@ -18,18 +18,18 @@ from torch import nn
 
 
 @torch.no_grad()
-def reconstruct(pipeline: nn.Module, images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
+def reconstruct(model: nn.Module, images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
     """Images [B,3,H,W] in [0,1] -> reconstructions in [0,1] (same size). Modes are restored after."""
-    modes = {name: module.training for name, module in pipeline.named_modules()}
-    pipeline.eval()
+    modes = {name: module.training for name, module in model.named_modules()}
+    model.eval()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            condition = pipeline.conditioner(pipeline.encoder(images))
-            targets = pipeline.denoiser.sample(condition, steps=steps)
-            decoded = pipeline.tokenizer.decode(targets)
+            condition = model.conditioner(model.encoder(images))
+            targets = model.denoiser.sample(condition, steps=steps)
+            decoded = model.tokenizer.decode(targets)
     finally:
-        for name, module in pipeline.named_modules():
+        for name, module in model.named_modules():
             module.training = modes[name]
     if decoded.shape[-2:] != images.shape[-2:]:
         decoded = torch.nn.functional.interpolate(decoded, size=images.shape[-2:], mode="bilinear", align_corners=False)

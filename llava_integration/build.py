@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from genhancer_hf_encoders.families import family_for
+
 from .conversation import SYSTEM
 from .tower import load_tower, tower_shape
 
@@ -49,16 +51,17 @@ def build_llava(tower_dir: str | Path, settings: Any) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
         llm.resize_token_embeddings(len(tokenizer))
+    strategy, extra_tokens = family_for(tower.config).llava_features()  # CLIP: drop the class token; SigLIP has none
     config = LlavaConfig(vision_config=tower.config, text_config=llm.config,
                          image_token_index=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
-                         vision_feature_layer=-2, vision_feature_select_strategy="default")
+                         vision_feature_layer=-2, vision_feature_select_strategy=strategy)
     model = LlavaForConditionalGeneration(config)
     model.model.vision_tower.load_state_dict(tower.state_dict(), strict=True)
     model.model.language_model.load_state_dict(llm.model.state_dict(), strict=True)
     model.lm_head.load_state_dict(llm.lm_head.state_dict(), strict=True)
     shape = tower_shape(tower.config)
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=shape.patch_size,
-                               vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1)
+                               vision_feature_select_strategy=strategy, image_token="<image>", num_additional_image_tokens=extra_tokens)
     return model, processor
 
 

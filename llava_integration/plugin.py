@@ -1,4 +1,6 @@
-"""Registers the LLaVA benchmarks as evaluators (same entry-point group as every plugin)."""
+"""The LLaVA-1.5 plugin: the ``llava`` downstream phase (a recipe's ``llava:``
+section), its benchmarks as evaluators of ``mllm`` models, and the
+``genhancer llava ...`` commands. It registers like every plugin."""
 
 from __future__ import annotations
 
@@ -16,12 +18,28 @@ def _lazy(name: str):
     return build
 
 
+def _phase(settings: Any) -> Any:
+    from .phase import LlavaPhase
+
+    return LlavaPhase(settings)
+
+
+@hookimpl
+def genhancer_add_commands(subparsers: Any) -> None:
+    from .commands import add_commands
+
+    add_commands(subparsers)
+
+
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
-    from .benchmarks import (CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, NaturalBenchParams,
-                             POPEParams, ScienceQAParams)
+    from .benchmarks.params import (CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, NaturalBenchParams,
+                                    POPEParams, ScienceQAParams)
+    from .params import LlavaSettings
 
     return [
+        ComponentSpec(kind="phase", name="llava", factory=_phase, params=LlavaSettings,
+                      description="LLaVA-1.5 trained and benchmarked with the original and the enhanced tower (Table 2)"),
         ComponentSpec(kind="evaluator", scores="mllm", name="mmvp_mllm", factory=_lazy("MMVPMLLMEvaluator"), params=MMVPMLLMParams,
                       description="MMVP (MLLM): 150 question pairs, likelihood-scored; pair and question accuracy"),
         ComponentSpec(kind="evaluator", scores="mllm", name="pope", factory=_lazy("POPEEvaluator"), params=POPEParams,

@@ -37,13 +37,13 @@ def tower_shape(config: Any) -> TowerShape:
 def load_tower(source: str | Path) -> tuple[Any, Any]:
     """A vision tower and its image processor, loaded the way LLaVA-1.5 does
     (``CLIPVisionModel`` / ``SiglipVisionModel`` and the image processor from the path)."""
-    from genhancer_hf_encoders.processors import load_image_processor
-    from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
-    from transformers.utils import logging as hf_logging
+    from genhancer_hf_encoders.families import family_for, transformers_class
+    from genhancer_hf_encoders.processors import load_image_processor, quiet_loading
+    from transformers import AutoConfig
 
-    hf_logging.disable_progress_bar()
-    config = AutoConfig.from_pretrained(source)
-    model_class = SiglipVisionModel if config.model_type.startswith("siglip") else CLIPVisionModel
+    quiet_loading()
+    family = family_for(AutoConfig.from_pretrained(source))
+    model_class = transformers_class(family.vision_models[-1])  # the plain vision tower LLaVA holds
     return model_class.from_pretrained(source), load_image_processor(str(source))
 
 

@@ -53,7 +53,7 @@ wrap(pathlib.Path, "write_text")
 wrap(pathlib.Path, "unlink")
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import run_recipe  # noqa: E402
+from helpers import run_recipe  # noqa: E402
 from genhancer_plugins import hookimpl  # noqa: E402
 
 import genhancer_plugins.checkpoint as checkpoint  # noqa: E402

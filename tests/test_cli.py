@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, write_recipe
+from helpers import ROOT, TINY, write_recipe
 from genhancer_plugins.cli import main
 
 

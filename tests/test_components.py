@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from conftest import TINY, write_recipe
+from helpers import TINY, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsParams
 from genhancer_hf_encoders.encoders import build_encoder
@@ -16,9 +16,8 @@ from genhancer_plugins.lora import apply_lora, has_lora, merge_lora
 from genhancer_plugins.manager import load_plugins
 from genhancer_plugins.recipe import LoraSettings, load_recipe
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-            max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+VISION = tiny_encoder_config()["vision"]
+TEXT = tiny_encoder_config()["text"]
 
 
 def clip(**config):
@@ -108,14 +107,14 @@ def _run(tmp_path, overrides=()):
 
 
 def _trainable(run):
-    return {n for n, p in run.pipeline.named_parameters() if p.requires_grad}
+    return {n for n, p in run.model.named_parameters() if p.requires_grad}
 
 
 def test_stage1_trains_projector_and_denoiser_only(tmp_path):
     run = _run(tmp_path)
     run.configure_stage("stage1")
     names = _trainable(run)
-    heads = {n for n, _ in run.pipeline.named_parameters() if n.startswith(("conditioner.", "denoiser."))}
+    heads = {n for n, _ in run.model.named_parameters() if n.startswith(("conditioner.", "denoiser."))}
     assert names == heads
 
 
@@ -137,8 +136,8 @@ def test_stage2_full_fine_tuning_trains_the_vision_tower_without_lora(tmp_path):
     run = _run(tmp_path, ["stage2.encoder_tuning=full"])
     run.configure_stage("stage2")
     names = _trainable(run)
-    assert not has_lora(run.pipeline.encoder)
-    assert {f"encoder.{n}" for n, p in run.pipeline.encoder.named_parameters() if p.requires_grad} == {
+    assert not has_lora(run.model.encoder)
+    assert {f"encoder.{n}" for n, p in run.model.encoder.named_parameters() if p.requires_grad} == {
         n for n in names if n.startswith("encoder.")
     }
     assert not any("text_model" in n for n in names)
@@ -148,9 +147,9 @@ def test_stage2_full_fine_tuning_trains_the_vision_tower_without_lora(tmp_path):
 def test_tokenizer_is_frozen_and_stays_in_eval_mode(tmp_path):
     run = _run(tmp_path)
     run.configure_stage("stage2")
-    run.pipeline.train()
-    assert not run.pipeline.tokenizer.training
-    assert not any(p.requires_grad for p in run.pipeline.tokenizer.parameters())
+    run.model.train()
+    assert not run.model.tokenizer.training
+    assert not any(p.requires_grad for p in run.model.tokenizer.parameters())
     images = torch.rand(2, 3, 32, 32)
-    a = copy.deepcopy(run.pipeline.tokenizer).encode(images)
+    a = copy.deepcopy(run.model.tokenizer).encode(images)
     assert a.shape == (2, 16, 4, 4)

@@ -7,10 +7,9 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, write_recipe
 from genhancer_datasets.common import crop_box, random_resized_crop
 from genhancer_datasets.image_folder import ImageFolder
 from genhancer_datasets.params import ImageFolderParams, WebDatasetParams

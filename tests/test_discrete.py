@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from conftest import ROOT, TINY, run_recipe, write_recipe
+from helpers import ROOT, TINY, run_recipe, write_recipe
 from genhancer_discrete.params import PerceiverParams, VQParams
 from genhancer_discrete.perceiver import PerceiverDenoiser
 from genhancer_discrete.vq import build_vq
-from genhancer_plugins.build import make_plan
+from genhancer_plugins.build import build_models, resolve_components
+from genhancer_plugins.plan import make_plan
 from genhancer_plugins.interfaces import Condition, TargetSpec
 from genhancer_plugins.manager import load_plugins
 from genhancer_plugins.recipe import load_recipe
@@ -106,8 +107,9 @@ def test_iterative_decoding_fills_every_position():
 def test_perceiver_presets(tmp_path, preset, layers):
     path = write_recipe(tmp_path, {**TINY, "tokenizer": {"name": "vq", "preset": "tiny"},
                                    "denoiser": {"name": "perceiver", "preset": preset, "params": {"width": 32, "num_heads": 2}}})
-    plan = make_plan(load_recipe(path), load_plugins(), None)
-    assert plan["components"]["denoiser"]["params"]["num_layers"] == layers
+    manager = load_plugins()
+    denoiser = build_models(resolve_components(load_recipe(path, manager=manager), manager), meta=True)["denoiser"]
+    assert len(denoiser.layers) == layers  # the model the engine builds, not only the plan
 
 
 @pytest.mark.parametrize("name,size", [("discrete_clip_l14_224", 224), ("discrete_siglip_so400m_224", 224), ("discrete_siglip_so400m_384", 384)])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, write_recipe
+from helpers import ROOT, TINY, write_recipe
 
 pytestmark = pytest.mark.slow
 

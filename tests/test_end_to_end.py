@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_plugins import hookimpl
 from genhancer_plugins.errors import RunError
 
@@ -158,8 +158,7 @@ def test_vision_only_source_exports_hub_layout(tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                              num_attention_heads=2, image_size=32, patch_size=8))
+    vision = CLIPVisionModel(CLIPVisionConfig(**tiny_encoder_config()["vision"]))
     vision.save_pretrained(tmp_path / "src")
     from transformers import CLIPImageProcessor
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "src")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_evaluators.mmvp import BenchmarkError, MMVPEvaluator, load_benchmark
 from genhancer_evaluators.params import MMVPParams, RetrievalParams, ZeroShotParams
 from genhancer_evaluators.retrieval import RetrievalEvaluator
@@ -196,11 +196,8 @@ def _save_encoder(family: str, path: Path, text: bool = True) -> Path:
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
 
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    text_cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-                    max_position_embeddings=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     torch.manual_seed(0)
-    config = {"vision": vision, **({"text": text_cfg} if text else {}), **({"projection_dim": 24} if family == "clip" else {})}
+    config = tiny_encoder_config(family, text=text, projection_dim=24 if family == "clip" else None)
     build_encoder(family, HFEncoderParams(config=config)).save_pretrained(path)
     return path
 
@@ -210,7 +207,7 @@ def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
     from genhancer_plugins.manager import load_plugins
 
     model = load_model(load_plugins(), str(_save_encoder("siglip", tmp_path / "siglip")))
-    assert model.family == "siglip"
+    assert model.family.name == "siglip"
     with torch.no_grad():
         model.model.logit_scale.fill_(2.0)
         model.model.logit_bias.fill_(-3.0)
@@ -219,8 +216,16 @@ def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
     expected = torch.exp(torch.tensor(2.0)) * texts @ images.T - 3.0
     assert torch.allclose(model.logits(images, texts), expected, atol=1e-5)
     write_mmvp(tmp_path / "mmvp")
-    result = MMVPEvaluator(MMVPParams(root=str(tmp_path / "mmvp"))).evaluate(model)
-    assert 0 <= result.metrics["average"] <= 100
+    evaluator = MMVPEvaluator(MMVPParams(root=str(tmp_path / "mmvp")))
+    result = evaluator.evaluate(model)
+    # each statement's probability is the softmax over its pair's two images of SigLIP's own logits
+    pair = evaluator.pairs[0]
+    with Image.open(pair.images[0]) as a, Image.open(pair.images[1]) as b:
+        image_emb = model.image_embeddings([a.convert("RGB"), b.convert("RGB")])
+    text_emb = model.text_embeddings(["a photo of " + s for s in pair.statements])
+    expected = torch.softmax(torch.exp(torch.tensor(2.0)) * text_emb @ image_emb.T - 3.0, dim=-1)
+    assert result.rows[0]["prob1"] == pytest.approx(float(expected[0, 0]), abs=1e-5)
+    assert result.rows[0]["prob2"] == pytest.approx(float(expected[1, 1]), abs=1e-5)
 
 
 def test_vision_only_model_borrows_the_text_tower_named(tmp_path):

@@ -9,12 +9,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import ROOT, TINY, run_recipe, write_recipe
+from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams
 from genhancer_flux.params import RectifiedFlowParams
 from genhancer_flux.rectified_flow import RectifiedFlowDenoiser, latent_position_ids
-from genhancer_plugins.build import make_plan
+from genhancer_plugins.plan import make_plan
 from genhancer_plugins.cli import main
 from genhancer_plugins.engine import Run
 from genhancer_plugins.interfaces import Condition, ConditionSpec, EncoderOutput, EncoderSpec, TargetSpec
@@ -45,7 +45,7 @@ def test_validate_prints_steps_schedule_and_the_lora_bias_count(capsys):
     # ViT-L/14: 24 layers x (q, k, v, out_proj: 1024 each + fc1 4096 + fc2 1024); visual_projection has no bias
     biases = 24 * (4 * 1024 + 4096 + 1024)
     adapters = 16 * sum(i + o for i, o in [(1024, 1024)] * 4 * 24 + [(1024, 4096), (4096, 1024)] * 24 + [(1024, 768)])
-    assert f"100000 steps, lr 0.0001 constant" in out and "10000 steps, lr 1e-05 constant" in out
+    assert "100000 steps, lr 0.0001 constant" in out and "10000 steps, lr 1e-05 constant" in out
     assert f"({adapters:,}) + bias lora_only ({biases:,})" in out
     head = 1_310_154_816 + 21_115_392
     assert f"({head + adapters + biases:,})" in out
@@ -96,7 +96,7 @@ def _setup(tmp_path, overrides=()):
 def test_lora_bias_setting_chooses_the_trainable_biases(tmp_path, bias):
     run = _setup(tmp_path, [f"stage2.lora.bias={bias}"])
     run.configure_stage("stage2")
-    encoder = run.pipeline.encoder
+    encoder = run.model.encoder
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     biases = {n for n in trainable if n.endswith("bias")}
     assert {n for n in trainable - biases} and all("lora_" in n for n in trainable - biases)
@@ -111,7 +111,7 @@ def test_lora_bias_setting_chooses_the_trainable_biases(tmp_path, bias):
         assert not any("text_model" in n for n in biases)
     plan = _plan(write_recipe(tmp_path, TINY, "plan.yaml"), [f"stage2.lora.bias={bias}"])
     counted = sum(p.numel() for n, p in encoder.named_parameters() if p.requires_grad)
-    head = sum(p.numel() for p in run.pipeline.denoiser.parameters()) + sum(p.numel() for p in run.pipeline.conditioner.parameters())
+    head = sum(p.numel() for p in run.model.denoiser.parameters()) + sum(p.numel() for p in run.model.conditioner.parameters())
     assert plan["stages"]["stage2"]["trainable"] == counted + head
 
 
@@ -125,7 +125,7 @@ def test_lora_only_biases_train_and_are_merged_into_the_export(tmp_path):
     key = "encoder.model.vision_model.encoder.layers.0.self_attn.q_proj.base_layer.bias"
     assert key in final
     torch.manual_seed(0)
-    original = _setup(tmp_path / "fresh").pipeline.encoder.model.vision_model.encoder.layers[0].self_attn.q_proj.bias
+    original = _setup(tmp_path / "fresh").model.encoder.model.vision_model.encoder.layers[0].self_attn.q_proj.bias
     assert not torch.allclose(final[key], original.detach())  # the bias trained
     exported = CLIPModel.from_pretrained(tmp_path / "out" / "export")
     torch.testing.assert_close(exported.vision_model.encoder.layers[0].self_attn.q_proj.bias.detach(), final[key])
@@ -146,7 +146,7 @@ def fresh_accelerator_state():
 def test_tokenizer_encodes_in_fp32_under_bf16_autocast(tmp_path, fresh_accelerator_state):
     run = _setup(tmp_path, ["train.mixed_precision=bf16"])
     assert run.accelerator.mixed_precision == "bf16"
-    pipeline = run.pipeline
+    pipeline = run.model
     assert all(p.dtype == torch.float32 for p in pipeline.tokenizer.parameters())
     images = torch.rand(2, 3, 32, 32)
     torch.manual_seed(3)
@@ -238,8 +238,7 @@ def test_image_processors_are_pinned_to_the_pil_backend(tmp_path, monkeypatch):
     from transformers.image_processing_backends import PilBackend
 
     source = tmp_path / "clip"
-    fresh = build_encoder("clip", HFEncoderParams(config={"vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                                                          num_attention_heads=2, image_size=32, patch_size=8)}))
+    fresh = build_encoder("clip", HFEncoderParams(config=tiny_encoder_config(text=False)))
     assert isinstance(fresh.processor, PilBackend)
     fresh.save_pretrained(source)
     calls = []

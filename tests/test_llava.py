@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from llava_integration.benchmarks import (
     MMVPMLLMEvaluator,
     MMVPMLLMParams,
@@ -21,7 +21,7 @@ from llava_integration.conversation import IGNORE, SYSTEM, encode_conversation
 from llava_integration.data import Collator, LlavaDataset, pad_to_square
 from llava_integration.tower import TowerMismatch, llava_repo_features, swap_vision_tower
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+VISION = tiny_encoder_config()["vision"]
 
 
 def save_tower(path: Path, seed: int, **overrides) -> Path:
@@ -45,7 +45,7 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def tiny_llava(tmp_path, corpus):
-    from genhancer_plugins.recipe import LlavaSettings
+    from llava_integration.params import LlavaSettings
     from llava_integration.build import build_llava
 
     settings = LlavaSettings(language_model_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -131,7 +131,7 @@ def test_a_phase_stopped_midway_resumes_to_the_same_weights(tmp_path, tiny_llava
 
     from transformers import TrainerCallback
 
-    from genhancer_plugins.recipe import LlavaPhaseSettings
+    from llava_integration.params import LlavaPhaseSettings
     from llava_integration.train import train_phase
 
     model, processor = tiny_llava
@@ -233,12 +233,12 @@ def test_llava_benchmarks_and_encoder_evaluators_are_not_mixed_up(tmp_path, caps
     from genhancer_plugins.recipe import RecipeError, load_recipe
 
     recipe = write_recipe(tmp_path, {**TINY, "eval": [{"name": "mmvp_mllm", "params": {"root": str(tmp_path)}}]})
-    with pytest.raises(RecipeError, match=r"eval\.0\.name.*mmvp_mllm scores LLaVA models: list it under `llava.eval:`"):
+    with pytest.raises(RecipeError, match=r"eval\.0\.name.*mmvp_mllm scores mllm models; `eval` lists evaluators of encoder models"):
         resolve_evaluators(load_recipe(recipe), load_plugins())
     assert main(["eval", "naturalbench", "-m", "x", "-p", "root=y", "-o", str(tmp_path / "o")]) == 2
-    assert "use `genhancer llava eval`" in capsys.readouterr().err
+    assert "naturalbench scores mllm models; this command scores encoder models" in capsys.readouterr().err
     assert main(["llava", "eval", "mmvp_vlm", "-m", "x", "-p", "root=y", "-o", str(tmp_path / "o")]) == 2
-    assert "use `genhancer eval`" in capsys.readouterr().err
+    assert "mmvp_vlm scores encoder models; this command scores mllm models" in capsys.readouterr().err
 
 
 def test_pad_to_square_uses_the_processor_mean():
@@ -246,28 +246,31 @@ def test_pad_to_square_uses_the_processor_mean():
     assert out.size == (20, 20) and out.getpixel((0, 0)) == (128, 64, 255) and out.getpixel((10, 10)) == (0, 0, 0)
 
 
-def test_likelihood_scorer_prefers_the_option_the_model_finds_likely(tiny_llava):
+def test_likelihood_scorer_nll_is_the_mean_token_nll_of_each_option_alone(tiny_llava):
+    """The batched, padded scoring equals a hand computation on each option's own, unpadded
+    sequence: -mean log p(answer token | everything before it)."""
+    from llava_integration.conversation import prompt_ids
+    from llava_integration.data import pad_to_square
     from llava_integration.scoring import LikelihoodScorer
 
     model, processor = tiny_llava
-    tok = processor.tokenizer
-    red, blue = tok.convert_tokens_to_ids("red"), tok.convert_tokens_to_ids("blue")
-    with torch.no_grad():  # make the LM strongly prefer "blue" after anything
-        model.lm_head.weight.zero_()
-        model.lm_head.bias = None
-        model.lm_head.weight[blue] = 0
-        model.model.language_model.norm.weight.fill_(1.0)
     scorer = LikelihoodScorer(model, processor)
-    image = Image.new("RGB", (32, 32), (0, 0, 255))
-    nll = scorer.option_nll(image, "What colour is it ?", ["red", "blue"])
-    assert nll[0] == pytest.approx(nll[1])  # zero head: both equally likely
-    with torch.no_grad():
-        model.lm_head.weight[blue] = 1.0  # positive along every hidden unit: "blue" gains on any hidden state with a positive sum
-        hidden = torch.ones(model.config.text_config.hidden_size)
-        model.lm_head.weight[red] = -hidden
-    choice, nll = scorer.choose(image, "What colour is it ?", ["red", "blue"])
-    assert nll == scorer.option_nll(image, "What colour is it ?", ["red", "blue"])  # deterministic
-    assert choice == min(range(2), key=nll.__getitem__)
+    image = Image.new("RGB", (40, 24), (200, 30, 30))  # not square: the scorer pads it as LLaVA-1.5 does
+    options = ["red", "a red circle", "blue"]  # different token counts: the batch is padded
+    nll = scorer.option_nll(image, "What colour is it ?", options)
+    tok = processor.tokenizer
+    prompt = prompt_ids(tok, "What colour is it ?", model.config.image_token_index, scorer.image_tokens, with_image=True)
+    square = pad_to_square(image, tuple(processor.image_processor.image_mean))
+    pixels = processor.image_processor(images=[square], return_tensors="pt")["pixel_values"]
+    for option, got in zip(options, nll):
+        answer = tok(" " + option, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + answer]), pixel_values=pixels).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        expected = -sum(float(logprobs[len(prompt) - 1 + k, token]) for k, token in enumerate(answer)) / len(answer)
+        assert got == pytest.approx(expected, abs=1e-4), option
+    choice, again = scorer.choose(image, "What colour is it ?", options)
+    assert again == nll and choice == nll.index(min(nll))
 
 
 class Scripted:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, write_recipe
+from helpers import ROOT, TINY, write_recipe
 
 GENHANCER = [sys.executable, "-m", "genhancer_plugins.cli"]
 

@@ -1,9 +1,9 @@
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, write_recipe
-from genhancer_plugins.build import make_plan, resolve_components
+from helpers import ROOT, TINY, write_recipe
+from genhancer_plugins.build import resolve_components
+from genhancer_plugins.plan import make_plan
 from genhancer_plugins.manager import load_plugins
 from genhancer_plugins.recipe import RecipeError, load_recipe
 

@@ -1,11 +1,10 @@
 """Reconstruction grids during runs and on demand, and the comparison report."""
 
-import os
 
 import pytest
 from PIL import Image
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, write_recipe
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_plugins.cli import main
 

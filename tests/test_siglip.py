@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from conftest import TINY, run_recipe, write_recipe
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 
 SENTENCES = [
@@ -36,9 +36,7 @@ def save_siglip(directory):
     from genhancer_hf_encoders.params import HFEncoderParams
 
     torch.manual_seed(0)
-    config = {"vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
-              "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-                           max_position_embeddings=64)}
+    config = tiny_encoder_config("siglip")  # its text tower has 64 ids, more than the SentencePiece model uses
     encoder = build_encoder("siglip", HFEncoderParams(config=config))
     directory.mkdir(parents=True)
     encoder.tokenizer = SiglipTokenizer(vocab_file=str(sentencepiece_model(directory.parent / "spiece.model")))

@@ -4,11 +4,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, TINY, run_recipe, write_recipe
+from helpers import ROOT, TINY, run_recipe, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams, ClsParams
 from genhancer_plugins import hookimpl
-from genhancer_plugins.build import make_plan
+from genhancer_plugins.build import build_models, resolve_components
+from genhancer_plugins.plan import make_plan
 from genhancer_plugins.interfaces import Condition, ConditionSpec, EncoderOutput, EncoderSpec
 from genhancer_plugins.manager import load_plugins
 from genhancer_plugins.recipe import RecipeError, load_recipe
@@ -138,19 +139,38 @@ def test_full_fine_tuning_changes_the_vision_tower_without_lora(tmp_path):
     assert summary["export"]["max_abs_diff"] < 1e-4
 
 
+def _built_denoiser(recipe, meta=True):
+    """The denoiser the engine builds from a recipe (the registry's factory, the recipe's params)."""
+    manager = load_plugins()
+    return build_models(resolve_components(load_recipe(recipe, manager=manager), manager), meta=meta)["denoiser"]
+
+
 @pytest.mark.parametrize("preset,double,single", [("flux-n1", 1, 2), ("flux-n2", 2, 4), ("flux-n3", 3, 6), ("flux-n4", 4, 8)])
 def test_rectified_flow_size_presets(tmp_path, preset, double, single):
     recipe = write_recipe(tmp_path, {**TINY, "denoiser": {"name": "rectified_flow", "preset": preset}})
-    params = make_plan(load_recipe(recipe), load_plugins(), None)["components"]["denoiser"]["params"]
-    assert (params["num_layers"], params["num_single_layers"]) == (double, single)
+    transformer = _built_denoiser(recipe).transformer
+    assert (len(transformer.transformer_blocks), len(transformer.single_transformer_blocks)) == (double, single)
+    assert transformer.config.num_attention_heads == 24 and transformer.config.attention_head_dim == 128  # FLUX widths
 
 
-@pytest.mark.parametrize("kind,scale", [("uniform", 1.0), ("logit_normal", 0.5), ("logit_normal", 5.0)])
-def test_timestep_sampler_is_a_recipe_field(tmp_path, kind, scale):
+@pytest.mark.parametrize("kind,scale,low,high", [("uniform", 1.0, 0.27, 0.31), ("logit_normal", 0.5, 0.08, 0.14),
+                                                 ("logit_normal", 5.0, 0.36, 0.43)])
+def test_timestep_sampler_is_a_recipe_field(tmp_path, monkeypatch, kind, scale, low, high):
+    import genhancer_flux.rectified_flow as rf
+
     recipe = write_recipe(tmp_path, {**TINY, "denoiser": {"name": "rectified_flow", "preset": "tiny",
                                                           "params": {"timesteps": {"kind": kind, "scale": scale}}}})
-    params = make_plan(load_recipe(recipe), load_plugins(), None)["components"]["denoiser"]["params"]
-    assert params["timesteps"] == {"kind": kind, "scale": scale}
+    denoiser = _built_denoiser(recipe, meta=False)
+    drawn = []
+    original = rf.sample_timesteps
+    monkeypatch.setattr(rf, "sample_timesteps", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    torch.manual_seed(0)
+    condition = Condition(pooled=torch.randn(4000, 24), tokens=torch.randn(4000, 1, 32))
+    with torch.no_grad():
+        denoiser.loss(torch.randn(4000, 16, 4, 4), condition)
+    t = drawn[0]
+    # the loss draws t as the recipe says: uniform std 0.289; sigmoid(0.5 eps) std ~0.12; sigmoid(5 eps) piles up near 0 and 1
+    assert low < float(t.std()) < high and abs(float(t.mean()) - 0.5) < 0.02
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "ablations").glob("*.yaml")), ids=lambda p: p.stem)

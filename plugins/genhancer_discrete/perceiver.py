@@ -22,7 +22,9 @@ fully masked, predict every masked code, keep the most confident ones, repeat.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +96,26 @@ class PerceiverDenoiser(Denoiser):
         return F.cross_entropy(logits[mask].float(), targets[mask])
 
     @torch.no_grad()
+    def save_pretrained(self, directory: Path) -> None:
+        """``config.json`` (parameters and target) + ``model.safetensors``; :meth:`from_pretrained` reads it."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"params": self.params.model_dump(mode="json"), "length": self.length, "vocab_size": self.vocab_size}
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "PerceiverDenoiser":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        model = cls(PerceiverParams(**config["params"]), TargetSpec("discrete", (config["length"],), config["vocab_size"]))
+        model.load_state_dict(load_file(directory / "model.safetensors"))
+        return model
+
     def sample(self, condition: Condition, steps: int = 12) -> Tensor:
         batch = condition.tokens.shape[0]
         device = condition.tokens.device

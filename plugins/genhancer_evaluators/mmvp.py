@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
-from genhancer_plugins.evaluation import EvalResult, Evaluator, ImageTextModel
+from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.interfaces import ImageTextModel
 
 from .common import embed_in_batches, open_rgb
 from .params import MMVPParams

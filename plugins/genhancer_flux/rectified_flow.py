@@ -7,6 +7,8 @@ t = 1 is pure noise, so sampling integrates from t = 1 down to t = 0.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -119,6 +121,10 @@ class RectifiedFlowDenoiser(Denoiser):
             guidance=guidance,
             return_dict=False,
         )[0]
+
+    def save_pretrained(self, directory: Path) -> None:
+        """The FLUX transformer in diffusers' layout: ``FluxTransformer2DModel.from_pretrained(directory)`` opens it."""
+        self.transformer.save_pretrained(directory, safe_serialization=True)
 
     def loss(self, targets: Tensor, condition: Condition) -> Tensor:
         x1 = pack_latents(targets)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +20,9 @@ from torch import Tensor, nn
 from genhancer_plugins.components import OfflineUnknown
 from genhancer_plugins.interfaces import Encoder, EncoderOutput, EncoderSpec
 
+from .families import FAMILIES, Family, model_class_for, transformers_class
 from .params import HFEncoderParams
-from .processors import load_image_processor, load_tokenizer, new_image_processor
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    full_model: str  #: transformers class holding both towers
-    vision_models: tuple[str, ...]  #: vision-only classes accepted from a checkpoint
-    full_config: str
-    vision_config: str
-    image_processor: str
-    has_class_token: bool  #: CLIP prepends a CLS token to the patch tokens; SigLIP does not
-
-    def size_dict(self, image_size: int) -> dict[str, dict[str, int]]:
-        if self.name == "clip":
-            return {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
-        return {"size": {"height": image_size, "width": image_size}}
-
-
-FAMILIES = {
-    "clip": Family(
-        "clip",
-        "CLIPModel",
-        ("CLIPVisionModelWithProjection", "CLIPVisionModel"),
-        "CLIPConfig",
-        "CLIPVisionConfig",
-        "CLIPImageProcessor",
-        True,
-    ),
-    "siglip": Family(
-        "siglip", "SiglipModel", ("SiglipVisionModel",), "SiglipConfig", "SiglipVisionConfig", "SiglipImageProcessor", False
-    ),
-}
-
-
-def _transformers_class(name: str) -> Any:
-    import transformers
-
-    return getattr(transformers, name)
+from .processors import load_image_processor, load_tokenizer, new_image_processor, quiet_loading
 
 
 class HFVisionEncoder(Encoder):
@@ -152,12 +114,22 @@ class HFVisionEncoder(Encoder):
         # pins 4.37) expect; transformers 5 reads it too.
         save_file(self.hub_state_dict(dtype), directory / "model.safetensors", metadata={"format": "pt"})
         config = copy.deepcopy(self.model.config)
+        config.architectures = [type(self.model).__name__]  # the reload builds the same class (a projection head included)
         if dtype is not None:
             config.dtype = dtype
         config.save_pretrained(directory)
         self.processor.save_pretrained(directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)
+
+    def reload(self, directory: Path) -> "HFVisionEncoder":
+        return build_encoder(self.family.name, HFEncoderParams(source=str(directory)))
+
+    def pretrained_source(self) -> str | None:
+        return self.source
+
+    def text_tower_source(self) -> str | None:
+        return None if hasattr(self.model, "text_model") else self.source
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -176,25 +148,15 @@ def _build_from_config(family: Family, config: dict[str, Any]) -> nn.Module:
     projection_dim = config.get("projection_dim")
     if text is not None:
         cfg_kwargs: dict[str, Any] = {"vision_config": vision, "text_config": dict(text)}
-        if projection_dim is not None and family.name == "clip":
+        if projection_dim is not None and family.projected_vision_model:
             cfg_kwargs["projection_dim"] = projection_dim
-        cfg = _transformers_class(family.full_config)(**cfg_kwargs)
-        return _transformers_class(family.full_model)(cfg)
-    if family.name == "clip" and projection_dim is not None:
-        cfg = _transformers_class(family.vision_config)(projection_dim=projection_dim, **vision)
-        return _transformers_class("CLIPVisionModelWithProjection")(cfg)
-    cfg = _transformers_class(family.vision_config)(**vision)
-    return _transformers_class(family.vision_models[-1])(cfg)
-
-
-def _model_class_for(family: Family, config: Any, where: str) -> Any:
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    allowed = (family.full_model, *family.vision_models)
-    if arch is None:
-        arch = family.full_model if hasattr(config, "vision_config") else family.vision_models[-1]
-    if arch not in allowed:
-        raise ValueError(f"{where}: architecture {arch!r} is not a {family.name} model; expected one of {', '.join(allowed)}")
-    return _transformers_class(arch)
+        cfg = transformers_class(family.full_config)(**cfg_kwargs)
+        return transformers_class(family.full_model)(cfg)
+    if family.projected_vision_model and projection_dim is not None:
+        cfg = transformers_class(family.vision_config)(projection_dim=projection_dim, **vision)
+        return transformers_class(family.projected_vision_model)(cfg)
+    cfg = transformers_class(family.vision_config)(**vision)
+    return transformers_class(family.vision_models[-1])(cfg)
 
 
 def _is_local(source: str) -> bool:
@@ -211,7 +173,7 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         if source is not None and _is_local(source):
             hf_config = AutoConfig.from_pretrained(source, trust_remote_code=remote)
             with torch.device("meta"):
-                model = _model_class_for(family, hf_config, source)(hf_config)
+                model = model_class_for(family, hf_config, source)(hf_config)
         elif params.config is not None:
             with torch.device("meta"):
                 model = _build_from_config(family, params.config)
@@ -222,13 +184,13 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         model = _build_from_config(family, params.config or {})
         tokenizer = None
         if hasattr(model, "text_model"):  # random towers get an offline tokenizer, so text evaluators run
-            from .image_text import character_tokenizer
+            from .processors import character_tokenizer
 
             tokenizer = character_tokenizer(int(model.config.text_config.max_position_embeddings))
         return HFVisionEncoder(family, model, _default_processor(family, model), tokenizer=tokenizer, source=None)
     quiet_loading()
     hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
-    model_class = _model_class_for(family, hf_config, source)
+    model_class = model_class_for(family, hf_config, source)
     model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
     processor = load_image_processor(source, revision=params.revision, trust_remote_code=remote)
     tokenizer = None
@@ -236,13 +198,6 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         with contextlib.suppress(OSError, ValueError, TypeError):  # a checkpoint without tokenizer files
             tokenizer = load_tokenizer(source, revision=params.revision, trust_remote_code=remote)
     return HFVisionEncoder(family, model, processor, tokenizer=tokenizer, source=source)
-
-
-def quiet_loading() -> None:
-    """No per-tensor "Loading weights" bar: runs already show their own progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 
 def _default_processor(family: Family, model: nn.Module) -> Any:

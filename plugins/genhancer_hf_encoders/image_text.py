@@ -8,13 +8,15 @@ model it came from (``text_tower_from`` in its ``genhancer.json``) or of the
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor
+
+from .families import family_for, model_class_for, transformers_class
+from .processors import load_image_processor, load_tokenizer, quiet_loading
 
 
 class HFImageTextModel:
@@ -26,7 +28,7 @@ class HFImageTextModel:
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device)
-        self.family = "siglip" if "siglip" in type(model).__name__.lower() else "clip"
+        self.family = family_for(model.config)
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[Image.Image], normalize: bool = True) -> Tensor:
@@ -42,13 +44,12 @@ class HFImageTextModel:
         if self.tokenizer is None or not hasattr(self.model, "text_model"):
             raise ValueError(f"{self.name} has no text tower: pass --text-from (or use an image-only evaluator)")
         limit = int(self.model.config.text_config.max_position_embeddings)
-        if self.family == "siglip":  # SigLIP was trained on max-length padded text
+        if self.family.text_padding == "max_length":  # SigLIP was trained on max-length padded text, unmasked
             tokens = self.tokenizer(list(texts), padding="max_length", max_length=min(64, limit), truncation=True, return_tensors="pt")
+            tokens.pop("attention_mask", None)
         else:
             tokens = self.tokenizer(list(texts), padding=True, max_length=limit, truncation=True, return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
-        if self.family == "siglip":
-            tokens.pop("attention_mask", None)
         pooled = self.model.text_model(**tokens).pooler_output
         projection = getattr(self.model, "text_projection", None)
         features = projection(pooled) if projection is not None else pooled
@@ -59,29 +60,9 @@ class HFImageTextModel:
         """[texts, images] similarity logits, with the model's own scale (and SigLIP's bias)."""
         scale = self.model.logit_scale.exp().float()
         logits = scale * text_embeddings @ image_embeddings.T
-        if self.family == "siglip":
+        if self.family.logit_bias:
             logits = logits + self.model.logit_bias.float()
         return logits
-
-
-def character_tokenizer(max_length: int) -> Any:
-    """An offline tokenizer for random-weight test towers: one token per lower-case
-    character. ``[BOS]`` = 0, ``[EOS]`` = 1 (also padding: CLIP pools at the first
-    EOS), ``[UNK]`` = 2; 64 ids in all."""
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    chars = string.ascii_lowercase + string.digits + " .,'-!?:;()/&%+"
-    vocab = {"[BOS]": 0, "[EOS]": 1, "[UNK]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 0), ("[EOS]", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="[BOS]", eos_token="[EOS]", pad_token="[EOS]", unk_token="[UNK]",
-        model_max_length=max_length,
-    )
 
 
 def load_image_text_model(source: str, text_from: str | None = None, device: str | torch.device = "cpu") -> HFImageTextModel | None:
@@ -89,18 +70,14 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source)
-    model_type = getattr(config, "model_type", "")
-    if not model_type.startswith(("clip", "siglip")):
-        return None
-    from .encoders import FAMILIES, _model_class_for, _transformers_class, quiet_loading
-    from .processors import load_image_processor, load_tokenizer
-
+    try:
+        family = family_for(config)
+    except ValueError:
+        return None  # another plugin may load it
     quiet_loading()
-
-    family = FAMILIES["siglip" if model_type.startswith("siglip") else "clip"]
     processor = load_image_processor(source)
     if hasattr(config, "text_config"):
-        model = _transformers_class(family.full_model).from_pretrained(source)
+        model = transformers_class(family.full_model).from_pretrained(source)
         return HFImageTextModel(model, processor, load_tokenizer(source), str(source), device)
     # a vision-only export: borrow the text tower it came from
     meta_path = Path(source) / "genhancer.json"
@@ -109,10 +86,10 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     if text_source is not None and text_from is None and not hasattr(AutoConfig.from_pretrained(text_source), "text_config"):
         text_source = None  # the model it came from was vision-only too
     if text_source is None:  # image-only evaluators (probes) still work; text ones say what is missing
-        vision = _model_class_for(family, config, str(source)).from_pretrained(source)
+        vision = model_class_for(family, config, str(source)).from_pretrained(source)
         return HFImageTextModel(vision, processor, None, str(source), device)
-    model = _transformers_class(family.full_model).from_pretrained(text_source)
-    vision = _model_class_for(family, config, str(source)).from_pretrained(source)
+    model = transformers_class(family.full_model).from_pretrained(text_source)
+    vision = model_class_for(family, config, str(source)).from_pretrained(source)
     model.vision_model.load_state_dict(getattr(vision, "vision_model", vision).state_dict())
     if hasattr(vision, "visual_projection") and hasattr(model, "visual_projection"):
         model.visual_projection.load_state_dict(vision.visual_projection.state_dict())

@@ -8,6 +8,7 @@ the PIL one (what the paper's evaluation used), whatever else is installed.
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 
@@ -50,3 +51,30 @@ def load_tokenizer(source: str, **kwargs: Any) -> Any:
     except ImportError as exc:  # SigLIP's tokenizer is SentencePiece
         raise RunError(f"{source}: its tokenizer needs a library that is not installed ({exc}); "
                        "`pip install sentencepiece protobuf` installs what SigLIP and T5-style tokenizers use") from None
+
+
+def quiet_loading() -> None:
+    """No per-tensor "Loading weights" bar: runs already show their own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def character_tokenizer(max_length: int) -> Any:
+    """An offline tokenizer for random-weight test towers: one token per lower-case
+    character. ``[BOS]`` = 0, ``[EOS]`` = 1 (also padding: CLIP pools at the first
+    EOS), ``[UNK]`` = 2; 64 ids in all."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    chars = string.ascii_lowercase + string.digits + " .,'-!?:;()/&%+"
+    vocab = {"[BOS]": 0, "[EOS]": 1, "[UNK]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 0), ("[EOS]", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="[BOS]", eos_token="[EOS]", pad_token="[EOS]", unk_token="[UNK]",
+        model_max_length=max_length,
+    )

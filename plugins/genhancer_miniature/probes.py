@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genhancer_plugins.evaluation import EvalResult, Evaluator, ImageTextModel
+from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.interfaces import ImageTextModel
 
 from .params import ProbeParams
 from .world import ATTRIBUTES, FINE, pairs, render, scene_at

@@ -1,4 +1,4 @@
-"""The LLaVA part of ``genhancer run``: for each tower (original, enhanced),
+"""The ``llava`` downstream phase of ``genhancer run``: for each tower (original, enhanced),
 build LLaVA-1.5, run the pretraining and instruction-tuning phases, score the
 benchmarks, and compare the towers side by side (the paper's Table 2)."""
 
@@ -9,14 +9,56 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genhancer_plugins.errors import RunError
+from genhancer_plugins.interfaces import DownstreamPhase, PhaseContext
+from genhancer_plugins.tables import difference, markdown_table
+
+from .params import LlavaSettings
 
 
-def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluators: list[tuple[Any, Any]], seed: int,
+class LlavaPhase(DownstreamPhase):
+    """LLaVA-1.5 with each tower: build, pretrain the projector, instruction-tune, score."""
+
+    def __init__(self, settings: LlavaSettings):
+        self.settings = settings
+
+    def plan(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "towers": s.towers,
+            "enhanced_tower": s.tower or "this run's export",
+            "language_model": s.language_model or "random Llama (language_model_config)",
+            "phases": {
+                name: {"data": phase.data, "learning_rate": phase.learning_rate, "batch_size_per_device": phase.batch_size,
+                       "gradient_accumulation_steps": phase.gradient_accumulation_steps, "epochs": phase.epochs,
+                       "deepspeed": phase.deepspeed or s.deepspeed,
+                       "trains": "projector" if name == "pretrain" else "projector + language model"}
+                for name, phase in (("pretrain", s.pretrain), ("finetune", s.finetune)) if phase
+            },
+            "eval": [ref.name for ref in s.eval],
+        }
+
+    def run(self, context: PhaseContext) -> dict[str, Any]:
+        settings = self.settings
+        towers = {}
+        for label in settings.towers:
+            if label == "enhanced":
+                tower = settings.tower or context.enhanced_encoder
+                if tower is None:
+                    raise RunError("llava: no enhanced tower: this run exported none; set llava.tower")
+                towers[label] = str(tower)
+            else:
+                towers[label] = settings.original_tower or context.original_encoder()
+        evaluators = context.build_evaluators("llava.eval", settings.eval, "mllm")
+        return run_llava(settings, towers, context.output_dir, evaluators, context.seed, context.resume, context.log,
+                         context.is_main_process)
+
+
+def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluators: list[Any], seed: int,
               resume: bool, log: Callable[[str], None], is_main: bool = True) -> dict[str, Any]:
     """``towers``: label -> tower directory. Returns the ``llava`` part of run.json."""
     import torch
 
-    from genhancer_plugins.evaluation import evaluate_one, read_result, write_comparison
+    from genhancer_plugins.evaluation import evaluate_or_resume, write_comparison
 
     from .build import build_llava, load_llava
     from .data import LlavaDataset
@@ -54,16 +96,13 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
         if not is_main or not evaluators:
             continue
         scorer = LikelihoodScorer(model, processor, name=f"llava-{label}")
-        for spec, evaluator in evaluators:
+        for evaluator in evaluators:
             folder = output_dir / "llava" / "eval" / evaluator.name
-            result = read_result(folder, label) if resume else None
-            if result is None:
-                log(f"llava ({label} tower): {evaluator.name}")
-                result = evaluate_one(evaluator, scorer, label, folder)
+            result = evaluate_or_resume(evaluator, lambda: scorer, label, folder, resume, lambda m: log(f"llava ({label} tower): {m}"))
             results.setdefault(evaluator.name, {})[label] = result
     for name, by_tower in results.items():
         folder = output_dir / "llava" / "eval" / name
-        evaluator = next(e for _, e in evaluators if e.name == name)
+        evaluator = next(e for e in evaluators if e.name == name)
         reference = "original" if "original" in by_tower else None
         table = write_comparison(evaluator, by_tower, folder, reference)
         log(f"llava {name} (LLaVA-1.5 with each tower):\n{table}")
@@ -80,14 +119,10 @@ def table_2(results: dict[str, dict[str, dict[str, float]]], towers: list[str]) 
     with the enhanced tower's difference to the original when both ran."""
     compare = "original" in towers and "enhanced" in towers
     header = ["benchmark", "metric", *towers] + (["difference"] if compare else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for name, by_tower in results.items():
-        metrics = list(dict.fromkeys(key for label in towers for key in by_tower.get(label, {})))
-        for key in metrics:
-            values = [by_tower.get(label, {}).get(key) for label in towers]
-            cells = [name, key, *("-" if v is None else f"{v:.2f}" for v in values)]
-            if compare:
-                a, b = by_tower.get("original", {}).get(key), by_tower.get("enhanced", {}).get(key)
-                cells.append("-" if a is None or b is None else f"{b - a:+.2f}")
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        delta = difference(by_tower.get("original", {}), by_tower.get("enhanced", {})) if compare else {}
+        for key in dict.fromkeys(key for label in towers for key in by_tower.get(label, {})):
+            row = [name, key, *(by_tower.get(label, {}).get(key) for label in towers)]
+            rows.append(row + ([f"{delta[key]:+.2f}" if key in delta else "-"] if compare else []))
+    return markdown_table(header, rows)

@@ -1,0 +1,122 @@
+"""The training module (encoder -> conditioner -> denoiser loss against the
+tokenizer's targets), its one build path, and reloading a trained run."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
+from .checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
+from .errors import RunError
+from .interfaces import Conditioner, Denoiser, Encoder, Tokenizer
+from .manager import PluginManager
+from .recipe import STAGES, LoadedRecipe
+
+
+class GenHancerModel(nn.Module):
+    """Encoder, conditioner, frozen tokenizer and denoiser as one module, so
+    that accelerate/DDP wrap a single forward that returns the loss."""
+
+    def __init__(self, encoder: Encoder, conditioner: Conditioner, tokenizer: Tokenizer, denoiser: Denoiser):
+        super().__init__()
+        self.encoder = encoder
+        self.conditioner = conditioner
+        self.tokenizer = tokenizer
+        self.denoiser = denoiser
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.denoiser.loss(self.targets(images), self.conditioner(self.encoder(images)))
+
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
+        autocast: the release encodes with the VAE in fp32, and the encode is
+        cheap next to the denoiser."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return self.tokenizer.encode(images.float())
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "conditioner": self.conditioner, "tokenizer": self.tokenizer, "denoiser": self.denoiser}
+
+
+def build_model(
+    loaded: LoadedRecipe,
+    manager: PluginManager,
+    components: dict[str, ResolvedComponent] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    is_main_process: bool = True,
+    wait_for_everyone: Callable[[], None] = lambda: None,
+) -> GenHancerModel:
+    """Components from the recipe, the pretrainer's encoder first (trained or read
+    from the cache on the main process; the others wait), initialised from the
+    recipe's seed. The one build path of runs and of reloading a run."""
+    from accelerate.utils import set_seed
+
+    components = components if components is not None else resolve_components(loaded, manager)
+    seed = loaded.recipe.train.seed
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:
+        phase = pretrainer.build(seed=seed)
+        if is_main_process:  # trains once, then every process reads the cache
+            phase.encoder_params(cache_root(), log)
+        wait_for_everyone()
+        apply_pretrainer(components, phase.encoder_params(cache_root(), log))
+    set_seed(seed)  # identical initialisation on every process
+    models = build_models(components)
+    return GenHancerModel(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images; keep keys, and the keys of unreadable samples datasets skipped."""
+    return {
+        "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+        "keys": [item.get("key", "") for item in items],
+        "skipped": [key for item in items for key in item.get("skipped", [])],
+    }
+
+
+def probe_images(dataset: Any, count: int) -> torch.Tensor:
+    """A few fixed images (the dataset's first) for previews and the export check."""
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        dataset.set_epoch(0)
+        items = list(itertools.islice(iter(dataset), count))
+    else:
+        items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return torch.stack([item["pixel_values"] for item in items])
+
+
+def finished_stages(run_dir: Path) -> list[str]:
+    return [s for s in STAGES if (run_dir / s / "final" / STATE_FILE).is_file()]
+
+
+def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str | None = None) -> tuple[GenHancerModel, LoadedRecipe, str]:
+    """Rebuild a run's model from ``run_dir/recipe.yaml`` and its newest finished
+    stage (or ``stage``); returns the model (eval mode), recipe and stage used."""
+    from safetensors import safe_open
+
+    from .lora import apply_lora
+    from .recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise RunError(f"{run_dir} is not a run directory (no recipe.yaml)")
+    loaded = load_recipe(run_dir / "recipe.yaml", manager=manager)
+    finished = finished_stages(run_dir)
+    if stage is None:
+        if not finished:
+            raise RunError(f"{run_dir}: no finished stage yet (no <stage>/final)")
+        stage = finished[-1]
+    elif stage not in finished:
+        raise RunError(f"{run_dir}: {stage} has not finished (finished: {', '.join(finished) or 'none'})")
+    model = build_model(loaded, manager)  # the run's initialisation of anything the stage did not save
+    weights = run_dir / stage / "final" / WEIGHTS_FILE
+    with safe_open(str(weights), "pt") as f:
+        uses_lora = any("lora_" in key for key in f.keys())
+    if uses_lora:
+        apply_lora(model.encoder, loaded.recipe.stage2.lora)
+    load_weights(weights, model)
+    return model.eval(), loaded, stage

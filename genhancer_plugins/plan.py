@@ -1,0 +1,193 @@
+"""The resolved plan of a recipe (what ``genhancer validate`` prints): components,
+parameter counts built on the meta device, trainable parameters per stage,
+schedule, precision, data and downstream phases. Nothing trains or downloads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .build import apply_pretrainer, build_models, cache_root, resolve_components, resolve_evaluators, resolve_pretrainer
+from .components import OfflineUnknown
+from .manager import PluginManager
+from .recipe import LoadedRecipe
+
+
+def lr_schedule_name(warmup_steps: int) -> str:
+    return "constant" if warmup_steps == 0 else f"linear warm-up over {warmup_steps} steps, then constant"
+
+
+def lora_parameter_count(encoder: Any, rank: int) -> int:
+    """Parameters LoRA adds: rank * (in + out) per adapted linear layer."""
+    total = 0
+    for name in encoder.lora_target_modules():
+        layer = encoder.get_submodule(name)
+        total += rank * (layer.in_features + layer.out_features)
+    return total
+
+
+def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | None) -> dict[str, Any]:
+    """The resolved plan that ``genhancer validate`` prints: nothing trains or downloads."""
+    from .interfaces import count_parameters
+
+    recipe = loaded.recipe
+    components = resolve_components(loaded, manager)
+    plan: dict[str, Any] = {
+        "recipe": str(loaded.files[0]),
+        "extends": [str(p) for p in loaded.files[1:]],
+        "name": recipe.name,
+        "schedule": recipe.schedule,
+        "output_dir": output_dir or recipe.output_dir,
+        "components": {},
+    }
+    for section, comp in components.items():
+        plan["components"][section] = {
+            "kind": comp.kind,
+            "name": comp.ref.name,
+            "preset": comp.preset,
+            "provided_by": f"{comp.registered.source.distribution} {comp.registered.source.version}",
+            "params": comp.params.model_dump(mode="json"),
+        }
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:
+        phase = pretrainer.build(seed=recipe.train.seed)
+        apply_pretrainer(components, phase.planned_encoder_params())
+        plan["pretrain"] = {"name": pretrainer.ref.name, "params": pretrainer.params.model_dump(mode="json"),
+                            "cache": str(cache_root())}
+    try:
+        models = build_models(components, meta=True)
+    except OfflineUnknown as exc:
+        plan["parameters"] = f"unknown offline: {exc}"
+        models = None
+    stages: dict[str, Any] = {}
+    if models is not None:
+        encoder, denoiser, conditioner = models["encoder"], models["denoiser"], models["conditioner"]
+        head = count_parameters(denoiser) + count_parameters(conditioner)
+        sizes = {
+            "encoder": count_parameters(encoder),
+            "encoder_vision": sum(p.numel() for p in encoder.vision_parameters()),
+            "tokenizer": count_parameters(models["tokenizer"]),
+            "denoiser": count_parameters(denoiser),
+            "projector": count_parameters(conditioner),
+        }
+        plan["parameters"] = sizes
+        plan["image_size"] = encoder.spec.image_size
+        plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
+        if "stage1" in recipe.active_stages():
+            stages["stage1"] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
+        if recipe.stage2.enabled:
+            s2 = recipe.stage2
+            if s2.encoder_tuning == "lora":
+                from .lora import lora_bias_count
+
+                adapters = lora_parameter_count(encoder, s2.lora.rank)
+                biases = lora_bias_count(encoder, s2.lora.bias)
+                enc = adapters + biases
+                what = (f"encoder LoRA r{s2.lora.rank}/alpha {s2.lora.alpha:g}/dropout {s2.lora.dropout:g} on "
+                        f"{len(encoder.lora_target_modules())} linear layers ({adapters:,}) + bias {s2.lora.bias} ({biases:,})")
+            else:
+                enc = sizes["encoder_vision"]
+                what = "encoder vision tower (full fine-tuning)"
+            trainable = enc + (head if s2.mode == "all" else 0)
+            what += " + projector + denoiser" if s2.mode == "all" else " (denoiser and projector frozen)"
+            stages["stage2"] = {"trainable": trainable, "what": what}
+    for name in recipe.active_stages():
+        settings = getattr(recipe, name)
+        entry = stages.setdefault(name, {})
+        entry.update(
+            learning_rate=settings.learning_rate,
+            length=f"{settings.steps} steps" if settings.steps else f"{settings.epochs:g} epoch(s)",
+            steps=settings.steps,
+            epochs=None if settings.steps else settings.epochs,
+            warmup_steps=settings.warmup_steps,
+            lr_schedule=lr_schedule_name(settings.warmup_steps),
+            weight_decay=settings.weight_decay,
+            betas=list(settings.betas),
+            max_grad_norm=settings.max_grad_norm,
+        )
+        if name == "stage2":
+            s2 = recipe.stage2
+            entry.update(mode=s2.mode, encoder_tuning=s2.encoder_tuning)
+            if s2.encoder_tuning == "lora":
+                entry["lora"] = s2.lora.model_dump(mode="json")
+    plan["stages"] = stages
+    train = recipe.train
+    plan["train"] = {
+        "mixed_precision": train.mixed_precision,
+        "master_weights": "float32",
+        "tokenizer_encode": "float32",
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "seed": train.seed,
+    }
+    plan["export"] = recipe.export.model_dump(mode="json")
+    plan["eval"] = [
+        {"name": e.ref.name, "provided_by": f"{e.registered.source.distribution} {e.registered.source.version}",
+         "params": e.params.model_dump(mode="json")}
+        for e in resolve_evaluators(loaded, manager)
+    ]
+    plan["phases"] = {}
+    for name, params in recipe.phases().items():
+        phase = manager.get("phase", name)
+        plan["phases"][name] = {"provided_by": f"{phase.source.distribution} {phase.source.version}",
+                                **phase.spec.factory(params).plan()}
+    data = recipe.data
+    plan["data"] = {
+        "dataset": data.name,
+        "batch_size_per_device": data.batch_size,
+        "gradient_accumulation_steps": recipe.train.gradient_accumulation_steps,
+        "params": components["data"].params.model_dump(mode="json"),
+    }
+    return plan
+
+
+def _human(n: Any) -> str:
+    if not isinstance(n, int):
+        return str(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3f} {unit}" if unit == "B" else f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def render_plan(plan: dict[str, Any]) -> str:
+    """The plan as the text ``genhancer validate`` prints."""
+    lines: list[str] = []
+    lines.append(f"recipe   {plan['recipe']}" + (f" (extends {', '.join(plan['extends'])})" if plan["extends"] else ""))
+    lines.append(f"name     {plan['name']}")
+    lines.append(f"output   {plan['output_dir'] or '(set --output-dir)'}")
+    lines.append("components:")
+    for section, comp in plan["components"].items():
+        preset = f" preset {comp['preset']}" if comp["preset"] else ""
+        lines.append(f"  {section:<12} {comp['name']}{preset}  ({comp['provided_by']})")
+    sizes = plan["parameters"]
+    if isinstance(sizes, dict):
+        lines.append("parameters:")
+        for key, value in sizes.items():
+            lines.append(f"  {key:<15} {_human(value)} ({value:,})")
+        lines.append(f"image size {plan['image_size']}, denoiser target {plan['target']['kind']} {plan['target']['shape']}")
+    else:
+        lines.append(f"parameters: {sizes}")
+    lines.append("stages:")
+    for name, stage in plan["stages"].items():
+        trainable = f"{_human(stage['trainable'])} trainable ({stage['trainable']:,}): {stage['what']}; " if "trainable" in stage else ""
+        lines.append(f"  {name}: {trainable}{stage['length']}, lr {stage['learning_rate']:g} {stage['lr_schedule']}, "
+              f"AdamW betas {tuple(stage['betas'])} weight decay {stage['weight_decay']:g}, grad-norm clip {stage['max_grad_norm']}")
+    train = plan["train"]
+    lines.append(f"precision {train['mixed_precision']} (master weights {train['master_weights']}, tokenizer encodes in "
+          f"{train['tokenizer_encode']}); export {plan['export']['dtype']}")
+    if plan.get("pretrain"):
+        lines.append(f"pretrain {plan['pretrain']['name']} (cached in {plan['pretrain']['cache']})")
+    if plan.get("eval"):
+        lines.append(f"eval     {', '.join(e['name'] for e in plan['eval'])} (original encoder before training, export after)")
+    for name, phase in plan.get("phases", {}).items():
+        lines.append(f"phase    {name} ({phase['provided_by']})")
+        for key, value in phase.items():
+            if key != "provided_by":
+                lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}")
+    data = plan["data"]
+    lines.append(
+        f"data     {data['dataset']} {json.dumps(data['params'])}, {data['batch_size_per_device']} per device "
+        f"x {data['gradient_accumulation_steps']} accumulation"
+    )
+    lines.append("recipe is valid")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+"""One training stage: which parameters train, the optimiser, the loop, resume.
+
+- stage1: encoder frozen; projector and denoiser train (paper lr 1e-4);
+- stage2: encoder adapted with LoRA (or fully); projector and denoiser keep
+  training ("all") or stay frozen ("only") (paper lr 1e-5).
+
+A finished stage leaves ``<stage>/final`` (the trained tensors, the state, and
+the denoiser in its own library's layout under ``final/denoiser``);
+``--resume`` skips it and continues an unfinished one from its newest
+checkpoint. Per-step behaviour that is not training (progress, log lines,
+trackers, previews) lives in :mod:`genhancer_plugins.callbacks`, reached
+through the lifecycle hooks like any plugin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .checkpoint import STATE_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_weights, prune_checkpoints, save_checkpoint
+from .errors import RunError
+from .events import StageInfo, StepInfo
+from .lora import apply_lora, has_lora, mark_lora_trainable
+from .model import GenHancerModel, collate
+from .recipe import STAGE1, STAGE2, STAGES, Recipe, StageSettings
+
+if TYPE_CHECKING:
+    from .engine import Run
+
+
+def step_seed(*parts: int) -> int:
+    """A well-mixed seed from (seed, stage, micro-step, rank): exact resume
+    without saving RNG state, different noise on every process."""
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
+
+
+def learning_rate(base: float, warmup_steps: int, step: int) -> float:
+    """Constant, or a linear warm-up then constant (``step`` counts from 0)."""
+    if warmup_steps <= 0:
+        return base
+    return base * min(1.0, (step + 1) / (warmup_steps + 1))
+
+
+@dataclass
+class StageResult:
+    steps: int = 0
+    final_loss: float | None = None
+    wall_time_s: float = 0.0
+    resumed_from: str | None = None
+    already_finished: bool = False
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    skipped_samples: list[str] = field(default_factory=list)  #: unreadable samples met (all processes)
+
+    def summary(self) -> dict[str, Any]:
+        return {"steps": self.steps, "final_loss": self.final_loss, "wall_time_s": round(self.wall_time_s, 2),
+                "resumed_from": self.resumed_from, "already_finished": self.already_finished, "losses": self.losses,
+                "skipped_samples": {"count": len(self.skipped_samples), "first": self.skipped_samples[:20]}}
+
+
+def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, device: Any) -> None:
+    """Which parameters train in ``stage``, and the LoRA it needs."""
+    model.requires_grad_(False)
+    if stage == STAGE1:
+        model.conditioner.requires_grad_(True)
+        model.denoiser.requires_grad_(True)
+        return
+    s2 = recipe.stage2
+    if s2.encoder_tuning == "lora":
+        if not has_lora(model.encoder):
+            apply_lora(model.encoder, s2.lora)
+            model.encoder.to(device)
+        mark_lora_trainable(model.encoder, s2.lora.bias)
+    else:
+        for param in model.encoder.vision_parameters():
+            param.requires_grad_(True)
+    if s2.mode == "all":
+        model.conditioner.requires_grad_(True)
+        model.denoiser.requires_grad_(True)
+
+
+def stage_state(model: GenHancerModel) -> dict[str, torch.Tensor]:
+    """What a finished stage hands on: projector, denoiser, trained encoder weights."""
+    state = {}
+    for name, param in model.named_parameters():
+        if name.startswith(("conditioner.", "denoiser.")) or (name.startswith("encoder.") and param.requires_grad):
+            state[name] = param.detach().to("cpu").contiguous()
+    return state
+
+
+class StageTrainer:
+    """Trains one stage of a :class:`~genhancer_plugins.engine.Run`."""
+
+    def __init__(self, run: "Run", stage: str):
+        self.run = run
+        self.stage = stage
+        self.settings: StageSettings = run.recipe.stage_settings(stage)
+        self.directory = run.output_dir / stage
+        self.final_dir = self.directory / "final"
+        self.checkpoints = self.directory / "checkpoints"
+
+    # -- set-up ----------------------------------------------------------------
+    def _finished(self) -> StageResult | None:
+        if not (self.final_dir / STATE_FILE).is_file():
+            return None
+        load_weights(self.final_dir / WEIGHTS_FILE, self.run.model)
+        saved = json.loads((self.final_dir / STATE_FILE).read_text())
+        self.run.log(f"{self.stage}: already finished in {self.final_dir}; loaded its weights")
+        return StageResult(steps=saved["step"], final_loss=saved.get("final_loss"), already_finished=True,
+                           wall_time_s=saved.get("wall_time_s", 0.0), losses=[tuple(x) for x in saved.get("losses", [])],
+                           skipped_samples=saved.get("skipped_samples", []))
+
+    def _stage2_start(self) -> None:
+        recipe = self.run.recipe
+        if self.stage != STAGE2 or STAGE1 in recipe.active_stages():
+            return
+        if recipe.stage2.init_from:
+            self._init_from(recipe.stage2.init_from)
+        elif recipe.schedule == "end_to_end":
+            self.run.log("stage2: end-to-end schedule: encoder LoRA and a fresh denoiser train together from step 0")
+        else:
+            self.run.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
+
+    def _init_from(self, source: str) -> None:
+        path = Path(source)
+        candidates = [path / STAGE1 / "final" / WEIGHTS_FILE, path / WEIGHTS_FILE, path]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise RunError(f"stage2.init_from: no stage-1 weights at {source} (looked for {', '.join(map(str, candidates[:2]))})")
+        loaded = load_weights(found, self.run.model, prefixes=("conditioner.", "denoiser."))
+        self.run.log(f"stage2 starts from {found} ({len(loaded)} tensors)")
+
+    def _dataloader(self) -> torch.utils.data.DataLoader:
+        data, dataset = self.run.recipe.data, self.run.dataset
+        if self.run.streaming:
+            return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, drop_last=True,
+                                               num_workers=data.num_workers, collate_fn=collate)
+        return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, shuffle=True, drop_last=True,
+                                           num_workers=data.num_workers, collate_fn=collate,
+                                           generator=torch.Generator().manual_seed(self.run.recipe.train.seed))
+
+    def _total_steps(self, batches_per_epoch: int) -> int:
+        if self.settings.steps:
+            return self.settings.steps
+        recipe, acc = self.run.recipe, self.run.accelerator
+        per_epoch = batches_per_epoch // recipe.train.gradient_accumulation_steps
+        if per_epoch == 0:
+            raise RunError(
+                f"one epoch of {len(self.run.dataset)} images gives no optimisation step at batch size "
+                f"{recipe.data.batch_size} x {acc.num_processes} process(es) x "
+                f"{recipe.train.gradient_accumulation_steps} accumulation; use more images or a smaller batch"
+            )
+        return max(1, math.ceil(self.settings.epochs * per_epoch))
+
+    def _epoch(self, loader: Any, epoch: int, batches_done: int, batches_per_epoch: int) -> Any:
+        """The batches of ``epoch`` not consumed yet (resume skips ``batches_done``)."""
+        if self.run.streaming:
+            self.run.dataset.set_epoch(epoch)
+            return itertools.islice(iter(loader), batches_done, batches_per_epoch)
+        loader.set_epoch(epoch)
+        return self.run.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+
+    # -- the stage ---------------------------------------------------------------
+    def train(self) -> StageResult:
+        from accelerate.utils import set_seed
+
+        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
+        # Stage-level randomness (LoRA initialisation) must not depend on how
+        # much of the previous stage ran in this process: resume relies on it.
+        set_seed(step_seed(recipe.train.seed, STAGES.index(self.stage), 2**31 - 1))
+        configure_trainable(run.model, self.stage, recipe, acc.device)
+        finished = self._finished()
+        if finished is not None:
+            return finished
+        self._stage2_start()
+        trainable = [p for p in run.model.parameters() if p.requires_grad]
+        s = self.settings
+        optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay)
+        acc.free_memory()  # drop the previous stage's wrappers
+        if run.streaming:
+            model, optimizer = acc.prepare(run.model, optimizer)
+            loader = self._dataloader()
+            batches_per_epoch = len(run.dataset) // (recipe.data.batch_size * acc.num_processes)
+        else:
+            model, optimizer, loader = acc.prepare(run.model, optimizer, self._dataloader())
+            batches_per_epoch = len(loader)
+        total = self._total_steps(batches_per_epoch)
+        result = StageResult()
+        position = self._resume(optimizer, result, total)
+        run.log(f"{self.stage}: {total} steps, lr {s.learning_rate:g} ({'constant' if not s.warmup_steps else f'warm-up {s.warmup_steps}'}), "
+                f"{sum(p.numel() for p in trainable):,} trainable parameters, global batch "
+                f"{recipe.data.batch_size * acc.num_processes * recipe.train.gradient_accumulation_steps}")
+        run.model.train()
+        if self.stage == STAGE1:
+            run.model.encoder.eval()  # frozen: no dropout, fixed statistics
+        run.manager.hook.genhancer_stage_start(stage=self._info(position[0], None, total))
+        start = time.perf_counter()
+        step = self._loop(model, optimizer, loader, trainable, total, batches_per_epoch, position, result)
+        result.steps = step
+        result.final_loss = result.losses[-1][1] if result.losses else None
+        result.wall_time_s += time.perf_counter() - start
+        self._finish(optimizer, result, position)
+        run.manager.hook.genhancer_stage_end(stage=self._info(step, result.final_loss, total))
+        return result
+
+    def _resume(self, optimizer: Any, result: StageResult, total: int) -> list[int]:
+        """[step, epoch, batches done]: zeros, or the newest checkpoint's when resuming."""
+        checkpoints = list_checkpoints(self.checkpoints) if self.run.resume else []
+        if not checkpoints:
+            return [0, 0, 0]
+        state = load_checkpoint(checkpoints[-1], self.run.model, optimizer.optimizer)
+        result.losses = [tuple(x) for x in state.get("losses", [])]
+        result.skipped_samples = state.get("skipped_samples", [])
+        result.wall_time_s = state.get("wall_time_s", 0.0)
+        result.resumed_from = str(checkpoints[-1])
+        self.run.log(f"{self.stage}: resuming from {checkpoints[-1]} (step {state['step']}/{total})")
+        return [state["step"], state["epoch"], state["batches_done"]]
+
+    def _loop(self, model: Any, optimizer: Any, loader: Any, trainable: list[torch.nn.Parameter], total: int,
+              batches_per_epoch: int, position: list[int], result: StageResult) -> int:
+        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
+        step, epoch, batches_done = position
+        seed, stage_index = recipe.train.seed, STAGES.index(self.stage)
+        rank, world = acc.process_index, acc.num_processes
+        accum = recipe.train.gradient_accumulation_steps
+        samples_per_step = recipe.data.batch_size * world * accum
+        last_time, micro, running, skipped = time.perf_counter(), step * accum, [], []
+        started = time.perf_counter()
+        while step < total:
+            for batch in self._epoch(loader, epoch, batches_done, batches_per_epoch):
+                batches_done += 1
+                skipped.extend(batch["skipped"])
+                torch.manual_seed(step_seed(seed, stage_index, micro, rank))
+                micro += 1
+                with acc.accumulate(model):
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step)
+                    loss = model(batch["pixel_values"].to(acc.device, non_blocking=True))
+                    acc.backward(loss)
+                    if acc.sync_gradients and self.settings.max_grad_norm:
+                        acc.clip_grad_norm_(trainable, self.settings.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running.append(loss.detach())
+                if not acc.sync_gradients:
+                    continue
+                step += 1
+                mean_loss = acc.reduce(torch.stack(running).mean(), reduction="mean").item()
+                running = []
+                now = time.perf_counter()
+                throughput = samples_per_step / max(now - last_time, 1e-9)
+                last_time = now
+                result.losses.append((step, mean_loss))
+                run.manager.hook.genhancer_step_end(step=StepInfo(
+                    self.stage, step, total, mean_loss, optimizer.param_groups[0]["lr"], throughput, rank, run.model.parts()))
+                every = recipe.train.checkpoint_every
+                if every and step % every == 0 and step < total:
+                    result.skipped_samples += run.gather(skipped)
+                    skipped = []
+                    elapsed = result.wall_time_s + time.perf_counter() - started
+                    self._checkpoint(optimizer, [step, epoch, batches_done], result, elapsed)
+                if step >= total:
+                    break
+            else:
+                epoch, batches_done = epoch + 1, 0
+        position[:] = [step, epoch, batches_done]
+        result.skipped_samples += run.gather(skipped)
+        if result.skipped_samples:
+            first = ", ".join(result.skipped_samples[:5])
+            run.log(f"{self.stage}: skipped {len(result.skipped_samples)} unreadable sample(s), first: {first}")
+        return step
+
+    def _checkpoint(self, optimizer: Any, position: list[int], result: StageResult, wall_time_s: float) -> None:
+        if self.run.accelerator.is_main_process:
+            step, epoch, batches_done = position
+            state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,
+                     "skipped_samples": result.skipped_samples, "wall_time_s": wall_time_s}
+            save_checkpoint(self.checkpoints / f"checkpoint-{step}", self.run.model, optimizer.optimizer, state)
+            prune_checkpoints(self.checkpoints, self.run.recipe.train.keep_checkpoints)
+        self.run.accelerator.wait_for_everyone()
+
+    def _finish(self, optimizer: Any, result: StageResult, position: list[int]) -> None:
+        """The last checkpoint, then ``final/``: trained tensors, state, and the denoiser in its own layout."""
+        from safetensors.torch import save_file
+
+        self._checkpoint(optimizer, position, result, result.wall_time_s)
+        if self.run.accelerator.is_main_process:
+            self.final_dir.mkdir(parents=True, exist_ok=True)
+            save_file(stage_state(self.run.model), self.final_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+            self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
+            (self.final_dir / STATE_FILE).write_text(json.dumps(
+                {"step": result.steps, "final_loss": result.final_loss, "losses": result.losses,
+                 "wall_time_s": result.wall_time_s, "skipped_samples": result.skipped_samples}))
+        self.run.accelerator.wait_for_everyone()
+        loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
+        self.run.log(f"{self.stage}: done, final loss {loss}, {result.wall_time_s:.1f} s -> {self.final_dir}")
+
+    def _info(self, steps: int, final_loss: float | None, total: int) -> StageInfo:
+        acc = self.run.accelerator
+        return StageInfo(self.stage, steps, final_loss, self.directory, self.run.model.parts(), acc.process_index,
+                         acc.num_processes, total)

@@ -1,0 +1,56 @@
+"""The project's own multiple-choice JSONL for LLaVA models, scored by likelihood (see the package docstring for the layout)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.interfaces import MultipleChoiceModel
+
+from .common import Item, ask_all, accuracy, pair_accuracy
+from .params import MultipleChoiceParams
+
+
+def read_multiple_choice(path: Path) -> list[Item]:
+    if not path.is_file():
+        raise ValueError(f"multiple_choice: {path} not found")
+    items = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where}: not valid JSON") from None
+        options = record.get("options")
+        if not isinstance(options, list) or len(options) < 2:
+            raise ValueError(f"{where}: needs a list of at least two options")
+        answer = record.get("answer")
+        index = options.index(answer) if isinstance(answer, str) and answer in options else answer
+        if not isinstance(index, int) or not 0 <= index < len(options):
+            raise ValueError(f"{where}: answer {answer!r} is not an option or an option index")
+        image = path.parent / record["image"] if record.get("image") else None
+        if image is not None and not image.is_file():
+            raise ValueError(f"{where}: image {image} not found")
+        items.append(Item(str(record.get("id", number)), image, str(record["question"]), tuple(map(str, options)), index,
+                          group=str(record.get("group", "")), pair=str(record["pair"]) if record.get("pair") is not None else None))
+    return items
+
+
+class MultipleChoiceEvaluator(Evaluator):
+    name = "multiple_choice"
+
+    def __init__(self, params: MultipleChoiceParams):
+        self.items = read_multiple_choice(Path(params.file))[: params.limit]
+
+    def evaluate(self, model: MultipleChoiceModel) -> EvalResult:
+        rows = ask_all(model, self.items)
+        metrics = {"accuracy": accuracy(rows)}
+        for group in sorted({r["group"] for r in rows if r["group"]}):
+            part = [r for r in rows if r["group"] == group]
+            metrics[f"{group}_accuracy"] = accuracy(part)
+        if any(r["pair"] for r in rows):
+            metrics["pair_accuracy"] = pair_accuracy(rows)
+        return EvalResult(metrics, "accuracy", rows, {"questions": len(rows)})
