@@ -5,9 +5,9 @@ Light on purpose (no torch import) so that ``genhancer --help`` and
 :mod:`genhancer_plugins.interfaces`.
 """
 
-from .components import COMPONENT_KINDS, ComponentSpec, OfflineUnknown, Params, load_presets
+from .components import COMPONENT_KINDS, ComponentSpec, OfflineUnknown, Params, construction_device, load_presets
 from .hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-__all__ = ["COMPONENT_KINDS", "ComponentSpec", "OfflineUnknown", "Params", "load_presets", "hookimpl", "hookspec", "__version__"]
+__all__ = ["COMPONENT_KINDS", "ComponentSpec", "OfflineUnknown", "Params", "construction_device", "load_presets", "hookimpl", "hookspec", "__version__"]

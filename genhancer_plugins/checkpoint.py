@@ -103,12 +103,12 @@ def load_weights(path: Path, module: nn.Module, prefixes: tuple[str, ...] = ()) 
     return loaded
 
 
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints of a stage, oldest first."""
+def list_checkpoints(directory: Path, complete_marker: str | None = STATE_FILE) -> list[Path]:
+    """``checkpoint-<step>`` folders, oldest first; with ``complete_marker``, only those holding that file."""
     found = []
-    for path in directory.glob("checkpoint-*"):
+    for path in Path(directory).glob("checkpoint-*"):
         suffix = path.name.removeprefix("checkpoint-")
-        if suffix.isdigit() and (path / STATE_FILE).is_file():
+        if suffix.isdigit() and (complete_marker is None or (path / complete_marker).is_file()):
             found.append((int(suffix), path))
     return [p for _, p in sorted(found)]
 

@@ -42,6 +42,8 @@ def add_comparison_args(parser: argparse.ArgumentParser, model_help: str) -> Non
 
 
 def build_parser(manager: Any = None) -> argparse.ArgumentParser:
+    from .recipe import STAGES
+
     parser = argparse.ArgumentParser(
         prog="genhancer",
         description=("Post-train vision encoders (CLIP, MetaCLIP, SigLIP) with a lightweight denoiser that reconstructs "
@@ -85,7 +87,7 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
                          description="Write a PNG grid (input | reconstruction, a row per image): the paper's Fig. 1/4 view of what the denoiser sees.")
     rec.add_argument("--run", required=True, help="run directory (as written by `genhancer run`)")
     rec.add_argument("--images", nargs="+", required=True, help="image files")
-    rec.add_argument("--stage", choices=["stage1", "stage2"], help="which finished stage (default: the newest)")
+    rec.add_argument("--stage", choices=list(STAGES), help="which finished stage (default: the newest)")
     rec.add_argument("--steps", type=int, default=20, help="sampling steps (Euler steps or decoding rounds)")
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--output", "-o", help="PNG to write (default: RUN/reconstructions-<stage>.png)")

@@ -7,7 +7,7 @@ what it needs from the components built before it:
 kind          factory(params, ...)                            returns
 ============  ==============================================  =================
 encoder       ``meta``                                        :class:`Encoder`
-tokenizer     ``meta``                                        :class:`Tokenizer`
+tokenizer     ``meta``                                        :class:`ImageTokenizer`
 denoiser      ``target: TargetSpec, meta``                    :class:`Denoiser`
 conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
                                                               :class:`Conditioner`
@@ -47,6 +47,18 @@ class Params(BaseModel):
 
 class OfflineUnknown(Exception):
     """Raised by a factory asked for ``meta=True`` when the architecture needs a download."""
+
+
+def construction_device(meta: bool) -> Any:
+    """Where a factory builds its modules: on the ``meta`` device (architecture only,
+    no memory, no weights) when ``meta`` is asked for, else as usual."""
+    import contextlib
+
+    if not meta:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.device("meta")
 
 
 def load_presets(package: str) -> dict[str, Any]:

@@ -32,11 +32,11 @@ from .events import ExportInfo, RunInfo
 from .interfaces import PhaseContext, count_parameters
 from .manager import PluginManager
 from .model import build_model, probe_images
-from .recipe import LoadedRecipe, dump_yaml
+from .recipe import STAGES, LoadedRecipe, dump_yaml
 from .stage import StageResult, StageTrainer, configure_trainable
 from .tables import difference
 
-OUTPUT_ENTRIES = ("stage1", "stage2", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml")
+OUTPUT_ENTRIES = (*STAGES, "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml")
 
 
 def library_versions() -> dict[str, str]:

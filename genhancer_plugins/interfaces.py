@@ -6,7 +6,7 @@ below), so each plugin can be tested alone with random tensors:
     images [B,3,H,W] in [0,1]
       -> Encoder      -> EncoderOutput(global_token [B,D], local_tokens [B,N,D'])
       -> Conditioner  -> Condition(pooled [B,P] | None, tokens [B,L,T] | None, token_positions [B,L,2] | None)
-    images -> Tokenizer.encode -> targets (latents [B,C,h,w] or indices [B,L])
+    images -> ImageTokenizer.encode -> targets (latents [B,C,h,w] or indices [B,L])
     Denoiser.loss(targets, condition) -> scalar
     Denoiser.sample(condition) -> targets
 
@@ -115,8 +115,9 @@ class Encoder(nn.Module, ABC):
         return {}
 
 
-class Tokenizer(nn.Module, ABC):
-    """A frozen map from images to the denoiser's target space and back."""
+class ImageTokenizer(nn.Module, ABC):
+    """A frozen map from images to the denoiser's target space and back (a VAE or VQ-GAN;
+    not a text tokenizer, which belongs to an encoder's text tower)."""
 
     @abstractmethod
     def target_spec(self, image_size: int) -> TargetSpec:
@@ -129,6 +130,10 @@ class Tokenizer(nn.Module, ABC):
     @abstractmethod
     def decode(self, targets: Tensor) -> Tensor:
         """Targets -> images in [0, 1]."""
+
+
+#: The name the recipe section (``tokenizer:``) and existing plugins use.
+Tokenizer = ImageTokenizer
 
 
 class Denoiser(nn.Module, ABC):

@@ -13,7 +13,7 @@ from torch import nn
 from .build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
 from .checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
 from .errors import RunError
-from .interfaces import Conditioner, Denoiser, Encoder, Tokenizer
+from .interfaces import Conditioner, Denoiser, Encoder, ImageTokenizer
 from .manager import PluginManager
 from .recipe import STAGES, LoadedRecipe
 
@@ -22,7 +22,7 @@ class GenHancerModel(nn.Module):
     """Encoder, conditioner, frozen tokenizer and denoiser as one module, so
     that accelerate/DDP wrap a single forward that returns the loss."""
 
-    def __init__(self, encoder: Encoder, conditioner: Conditioner, tokenizer: Tokenizer, denoiser: Denoiser):
+    def __init__(self, encoder: Encoder, conditioner: Conditioner, tokenizer: ImageTokenizer, denoiser: Denoiser):
         super().__init__()
         self.encoder = encoder
         self.conditioner = conditioner

@@ -10,7 +10,7 @@ from typing import Any
 from .build import apply_pretrainer, build_models, cache_root, resolve_components, resolve_evaluators, resolve_pretrainer
 from .components import OfflineUnknown
 from .manager import PluginManager
-from .recipe import LoadedRecipe
+from .recipe import STAGE1, STAGE2, LoadedRecipe
 
 
 def lr_schedule_name(warmup_steps: int) -> str:
@@ -73,8 +73,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         plan["parameters"] = sizes
         plan["image_size"] = encoder.spec.image_size
         plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
-        if "stage1" in recipe.active_stages():
-            stages["stage1"] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
+        if STAGE1 in recipe.active_stages():
+            stages[STAGE1] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
         if recipe.stage2.enabled:
             s2 = recipe.stage2
             if s2.encoder_tuning == "lora":
@@ -90,7 +90,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
                 what = "encoder vision tower (full fine-tuning)"
             trainable = enc + (head if s2.mode == "all" else 0)
             what += " + projector + denoiser" if s2.mode == "all" else " (denoiser and projector frozen)"
-            stages["stage2"] = {"trainable": trainable, "what": what}
+            stages[STAGE2] = {"trainable": trainable, "what": what}
     for name in recipe.active_stages():
         settings = getattr(recipe, name)
         entry = stages.setdefault(name, {})
@@ -105,7 +105,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             betas=list(settings.betas),
             max_grad_norm=settings.max_grad_norm,
         )
-        if name == "stage2":
+        if name == STAGE2:
             s2 = recipe.stage2
             entry.update(mode=s2.mode, encoder_tuning=s2.encoder_tuning)
             if s2.encoder_tuning == "lora":

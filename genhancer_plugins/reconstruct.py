@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .images import to_tensor
+
 
 @torch.no_grad()
 def reconstruct(model: nn.Module, images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
@@ -62,5 +64,5 @@ def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
         image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        tensors.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        tensors.append(to_tensor(image))
     return torch.stack(tensors)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError
+from .recipe import STAGES
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -45,7 +46,7 @@ def plot_losses(runs: dict[str, dict[str, Any]], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [s for s in ("stage1", "stage2") if any(s in r.get("stages", {}) for r in runs.values())]
+    stages = [s for s in STAGES if any(s in r.get("stages", {}) for r in runs.values())]
     if not stages:
         return None
     fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
@@ -76,7 +77,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     rows = []
     for label, run in runs.items():
         stages = run.get("stages", {})
-        rows.append([label, run.get("recipe"), *[f"{stages[s]['steps']} / {stages[s]['final_loss']:.4f}" if s in stages else "-" for s in ("stage1", "stage2")],
+        rows.append([label, run.get("recipe"), *[f"{stages[s]['steps']} / {stages[s]['final_loss']:.4f}" if s in stages else "-" for s in STAGES],
                      run.get("wall_time_s"), "yes" if run.get("completed") else "no"])
     page += ["## Runs", "", _table(["run", "recipe", "stage1 steps / loss", "stage2 steps / loss", "wall time (s)", "completed"], rows), ""]
     if len(runs) > 1:
@@ -107,7 +108,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         page += ["## Loss curves", "", f"![loss curves]({curves.name})", ""]
     grids = []
     for label, run in runs.items():
-        for stage in ("stage1", "stage2"):
+        for stage in STAGES:
             grid = run["_dir"] / stage / "reconstructions.png"
             if grid.is_file():
                 grids.append(f"**{label}, {stage}** (input | reconstruction)\n\n![{label} {stage}]({os.path.relpath(grid, output)})\n")

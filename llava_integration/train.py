@@ -91,8 +91,10 @@ def load_checkpoint_weights(model: Any, checkpoint: Path) -> None:
 
 
 def latest_checkpoint(directory: Path) -> str | None:
-    found = sorted((int(p.name.split("-")[1]), p) for p in directory.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
-    return str(found[-1][1]) if found else None
+    from genhancer_plugins.checkpoint import list_checkpoints
+
+    found = list_checkpoints(directory, complete_marker=None)  # the Trainer's own folders
+    return str(found[-1]) if found else None
 
 
 def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: Any, output_dir: Path, common: Any,

@@ -21,6 +21,8 @@ from llava_integration.conversation import IGNORE, SYSTEM, encode_conversation
 from llava_integration.data import Collator, LlavaDataset, pad_to_square
 from llava_integration.tower import TowerMismatch, llava_repo_features, swap_vision_tower
 
+pytestmark = pytest.mark.needs_llava  # the plugin's own tests
+
 VISION = tiny_encoder_config()["vision"]
 
 

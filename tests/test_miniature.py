@@ -117,6 +117,7 @@ def _reproduce_driver():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_llava  # the MLLM twin
 def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
     main = _reproduce_driver()
     monkeypatch.setenv("GENHANCER_CACHE", str(tmp_path / "cache"))

@@ -73,7 +73,7 @@ def test_a_broken_plugin_is_reported_and_everything_else_still_works(tmp_path):
 
 
 @pytest.mark.slow
-def test_third_party_package_registers_a_denoiser_a_recipe_trains_with(tmp_path):
+def test_third_party_package_registers_a_denoiser_a_phase_and_a_command(tmp_path):
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
@@ -93,3 +93,17 @@ def test_third_party_package_registers_a_denoiser_a_recipe_trains_with(tmp_path)
     assert summary["completed"] and summary["stages"]["stage2"]["steps"] == 4
     assert summary["resolved_recipe"]["denoiser"]["name"] == "toy_mlp"
     assert (out / "export" / "model.safetensors").is_file()
+    # a second downstream model, added without touching the core: its phase runs after the export when a recipe
+    # has its section, and its command joins the command line
+    phased = write_recipe(tmp_path, {**TINY, "stage1": {"steps": 1}, "stage2": {"steps": 1}, "toy_report": {"title": "tensors"}},
+                          "phased.yaml")
+    plan = json.loads(genhancer("validate", str(phased), "--json", extra_path=site).stdout)
+    assert plan["phases"]["toy_report"]["provided_by"] == "genhancer-toy-denoiser 0.3.1"
+    genhancer("run", str(phased), "-o", str(tmp_path / "phased"), "--no-progress", extra_path=site)
+    report = json.loads((tmp_path / "phased" / "run.json").read_text())["toy_report"]
+    assert report["tensors"] > 0 and report["encoder"] == str(tmp_path / "phased" / "export")
+    printed = genhancer("toy-report", str(tmp_path / "phased"), extra_path=site).stdout
+    assert printed.startswith(f"tensors: {report['tensors']} tensors in ")
+    # without the plugin the section is an error naming the phases that exist
+    refused = genhancer("validate", str(phased), check=False)
+    assert refused.returncode == 2 and "toy_report: unknown field" in refused.stderr

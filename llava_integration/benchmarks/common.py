@@ -6,7 +6,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image
 
@@ -66,3 +66,19 @@ def read_json(path: Path, benchmark: str) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_jsonl(path: Path, benchmark: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``file:line``, record) for every non-blank line; a missing file or a line that is
+    not a JSON object is an error naming the file and line."""
+    if not path.is_file():
+        raise ValueError(f"{benchmark}: {path} not found")
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where}: not valid JSON") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        yield where, record

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from genhancer_plugins.evaluation import EvalResult, Evaluator
 from genhancer_plugins.interfaces import MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy
+from .common import Item, accuracy, ask_all, read_jsonl
 from .params import CVBenchParams
 
 
 def read_cv_bench(root: Path) -> list[Item]:
     items = []
     for name in ("test_2d.jsonl", "test_3d.jsonl"):
-        path = root / name
-        if not path.is_file():
-            raise ValueError(f"cv_bench: {path} not found")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
+        for where, record in read_jsonl(root / name, "cv_bench"):
             try:
-                record = json.loads(line)
                 choices = [str(c) for c in record["choices"]]
                 letter = record["answer"].strip().strip("()").upper()
                 source = record["source"]
                 image = root / record["filename"]
                 question = record["question"]
-            except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
+            except (KeyError, AttributeError, TypeError):
                 raise ValueError(f"{where}: expected idx, question, choices, answer like (A), filename and source") from None
             index = ord(letter) - ord("A") if len(letter) == 1 else -1
             if not 0 <= index < len(choices):
                 raise ValueError(f"{where}: answer {record['answer']!r} is not one of {len(choices)} choices")
             if not image.is_file():
                 raise ValueError(f"{where}: image {image} not found")
-            items.append(Item(str(record.get("idx", number)), image, question, tuple(choices), index, group=source))
+            items.append(Item(str(record.get("idx", where.rsplit(":", 1)[1])), image, question, tuple(choices), index, group=source))
     return items
 
 

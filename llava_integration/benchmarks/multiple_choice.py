@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from genhancer_plugins.evaluation import EvalResult, Evaluator
 from genhancer_plugins.interfaces import MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy, pair_accuracy
+from .common import Item, accuracy, ask_all, pair_accuracy, read_jsonl
 from .params import MultipleChoiceParams
 
 
 def read_multiple_choice(path: Path) -> list[Item]:
-    if not path.is_file():
-        raise ValueError(f"multiple_choice: {path} not found")
     items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{where}: not valid JSON") from None
+    for where, record in read_jsonl(path, "multiple_choice"):
         options = record.get("options")
         if not isinstance(options, list) or len(options) < 2:
             raise ValueError(f"{where}: needs a list of at least two options")
@@ -34,7 +24,7 @@ def read_multiple_choice(path: Path) -> list[Item]:
         image = path.parent / record["image"] if record.get("image") else None
         if image is not None and not image.is_file():
             raise ValueError(f"{where}: image {image} not found")
-        items.append(Item(str(record.get("id", number)), image, str(record["question"]), tuple(map(str, options)), index,
+        items.append(Item(str(record.get("id", where.rsplit(":", 1)[1])), image, str(record["question"]), tuple(map(str, options)), index,
                           group=str(record.get("group", "")), pair=str(record["pair"]) if record.get("pair") is not None else None))
     return items
 

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from genhancer_plugins.evaluation import EvalResult, Evaluator
 from genhancer_plugins.interfaces import MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy
+from .common import Item, accuracy, ask_all, read_jsonl
 from .params import POPEParams
 
 
 def read_pope(root: Path, image_folder: Path, splits: list[str]) -> list[Item]:
     items = []
     for split in splits:
-        path = root / f"coco_pope_{split}.json"
-        if not path.is_file():
-            raise ValueError(f"pope: {path} not found")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
+        for where, record in read_jsonl(root / f"coco_pope_{split}.json", "pope"):
             try:
-                record = json.loads(line)
                 label = record["label"].strip().lower()
                 if label not in ("yes", "no"):
                     raise KeyError
                 image = image_folder / record["image"]
-            except (json.JSONDecodeError, KeyError, AttributeError):
-                raise ValueError(f"{path}:{number}: expected question_id, image, text and label yes/no") from None
+            except (KeyError, AttributeError):
+                raise ValueError(f"{where}: expected question_id, image, text and label yes/no") from None
             if not image.is_file():
-                raise ValueError(f"{path}:{number}: image {image} not found")
-            items.append(Item(f"{split}-{record.get('question_id', number)}", image, record["text"], ("Yes", "No"),
+                raise ValueError(f"{where}: image {image} not found")
+            items.append(Item(f"{split}-{record.get('question_id', where.rsplit(':', 1)[1])}", image, record["text"], ("Yes", "No"),
                               0 if label == "yes" else 1, group=split))
     return items
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from genhancer_plugins import ComponentSpec, hookimpl
+from genhancer_plugins import ComponentSpec, construction_device, hookimpl
 
 from .params import ClsLocalParams, ClsParams
 
 
 def _build(params: ClsParams, encoder: Any, condition: Any, meta: bool = False) -> Any:
-    import torch
-
     from .cls import ClsConditioner
 
-    if meta:
-        with torch.device("meta"):
-            return ClsConditioner(params, encoder, condition)
-    return ClsConditioner(params, encoder, condition)
+    with construction_device(meta):
+        return ClsConditioner(params, encoder, condition)
 
 
 @hookimpl

@@ -7,15 +7,10 @@ import math
 import random
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor [3, H, W] in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+from genhancer_plugins.images import to_tensor  # noqa: F401  (re-exported for the datasets)
 
 
 CROP_RATIO = (3 / 4, 4 / 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genhancer_plugins import ComponentSpec, hookimpl, load_presets
+from genhancer_plugins import ComponentSpec, construction_device, hookimpl, load_presets
 
 from .params import PerceiverParams, VQParams
 
@@ -16,14 +16,10 @@ def _build_vq(params: VQParams, meta: bool = False) -> Any:
 
 
 def _build_perceiver(params: PerceiverParams, target: Any, meta: bool = False) -> Any:
-    import torch
-
     from .perceiver import PerceiverDenoiser
 
-    if meta:
-        with torch.device("meta"):
-            return PerceiverDenoiser(params, target)
-    return PerceiverDenoiser(params, target)
+    with construction_device(meta):
+        return PerceiverDenoiser(params, target)
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Tokenizer ``vq``: a frozen diffusers VQModel; images <-> code indices."""
+"""Image tokenizer ``vq``: a frozen diffusers VQModel; images <-> code indices."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins.components import OfflineUnknown
-from genhancer_plugins.interfaces import TargetSpec, Tokenizer
+from genhancer_plugins.components import OfflineUnknown, construction_device
+from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
 from .params import VQParams
 
 
-class VQTokenizer(Tokenizer):
+class VQTokenizer(ImageTokenizer):
     """Images in [0, 1] -> flat code indices [B, h*w] (row-major) and back."""
 
     def __init__(self, vq: Any):
@@ -62,8 +62,6 @@ def build_vq(params: VQParams, meta: bool = False) -> VQTokenizer:
     if meta or params.source is None:
         if params.config is None:
             raise OfflineUnknown(f"architecture of {params.source!r} needs a download; give `config` to plan offline")
-        if meta:
-            with torch.device("meta"):
-                return VQTokenizer(VQModel.from_config(params.config))
-        return VQTokenizer(VQModel.from_config(params.config))
+        with construction_device(meta):
+            return VQTokenizer(VQModel.from_config(params.config))
     return VQTokenizer(VQModel.from_pretrained(params.source, subfolder=params.subfolder, revision=params.revision))

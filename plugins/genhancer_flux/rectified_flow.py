@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genhancer_plugins.components import construction_device
 from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
 
 from .params import RectifiedFlowParams, TimestepSampling
@@ -73,10 +74,7 @@ class RectifiedFlowDenoiser(Denoiser):
             guidance_embeds=params.guidance_embeds,
             axes_dims_rope=tuple(params.axes_dims_rope),
         )
-        if meta:
-            with torch.device("meta"):
-                self.transformer = FluxTransformer2DModel(**kwargs)
-        else:
+        with construction_device(meta):
             self.transformer = FluxTransformer2DModel(**kwargs)
         self.register_buffer("img_ids", latent_position_ids(height, width), persistent=False)
 

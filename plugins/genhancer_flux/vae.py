@@ -1,4 +1,4 @@
-"""Tokenizer ``vae``: a frozen diffusers AutoencoderKL (FLUX.1 by default)."""
+"""Image tokenizer ``vae``: a frozen diffusers AutoencoderKL (FLUX.1 by default)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins.components import OfflineUnknown
-from genhancer_plugins.interfaces import TargetSpec, Tokenizer
+from genhancer_plugins.components import OfflineUnknown, construction_device
+from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
 from .params import VAEParams
 
 
-class VAETokenizer(Tokenizer):
+class VAETokenizer(ImageTokenizer):
     """Images in [0, 1] -> ``scaling_factor * (z - shift_factor)`` latents and back."""
 
     def __init__(self, vae: Any, latent: str = "sample"):
@@ -57,10 +57,7 @@ def build_vae(params: VAEParams, meta: bool = False) -> VAETokenizer:
     if meta or source is None:
         if params.config is None:
             raise OfflineUnknown(f"architecture of {source!r} needs a download; give `config` to plan offline")
-        if meta:
-            with torch.device("meta"):
-                vae = AutoencoderKL.from_config(params.config)
-        else:
+        with construction_device(meta):
             vae = AutoencoderKL.from_config(params.config)
         return VAETokenizer(vae, params.latent)
     path = Path(source).expanduser()

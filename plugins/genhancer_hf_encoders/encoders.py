@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from genhancer_plugins.components import OfflineUnknown
+from genhancer_plugins.components import OfflineUnknown, construction_device
 from genhancer_plugins.interfaces import Encoder, EncoderOutput, EncoderSpec
 
 from .families import FAMILIES, Family, model_class_for, transformers_class
@@ -172,10 +172,10 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
     if meta:
         if source is not None and _is_local(source):
             hf_config = AutoConfig.from_pretrained(source, trust_remote_code=remote)
-            with torch.device("meta"):
+            with construction_device(True):
                 model = model_class_for(family, hf_config, source)(hf_config)
         elif params.config is not None:
-            with torch.device("meta"):
+            with construction_device(True):
                 model = _build_from_config(family, params.config)
         else:
             raise OfflineUnknown(f"architecture of {source!r} needs a download; give `config` to plan offline")

@@ -10,20 +10,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genhancer_plugins.components import Pretrainer
-from genhancer_plugins.interfaces import TargetSpec, Tokenizer
+from genhancer_plugins.images import to_tensor
+from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
 from .params import PaletteParams, PixelParams, ShapesClassifierParams, ShapesDataParams
 from .world import ATTRIBUTES, render, scene_at
-
-
-def to_tensor(image) -> Tensor:
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 class ShapesDataset(torch.utils.data.Dataset):
@@ -117,7 +113,7 @@ class ShapesClassifier(Pretrainer):
 
 
 # -- tokenizers for the miniature world ---------------------------------------
-class PixelTokenizer(Tokenizer):
+class PixelTokenizer(ImageTokenizer):
     """Continuous: the image itself in [-1, 1], pixel-unshuffled into channels."""
 
     def __init__(self, params: PixelParams):
@@ -137,7 +133,7 @@ class PixelTokenizer(Tokenizer):
         return ((F.pixel_shuffle(targets.float(), self.factor) + 1) / 2).clamp(0, 1)
 
 
-class PaletteTokenizer(Tokenizer):
+class PaletteTokenizer(ImageTokenizer):
     """Discrete: average-pool, then each pixel's nearest colour of a levels^3 palette."""
 
     def __init__(self, params: PaletteParams):

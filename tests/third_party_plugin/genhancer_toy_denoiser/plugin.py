@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
-from genhancer_plugins import ComponentSpec, Params, hookimpl
+from genhancer_plugins import ComponentSpec, Params, construction_device, hookimpl
 from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
 
 
@@ -49,10 +49,8 @@ class ToyMLPDenoiser(Denoiser):
 
 
 def build(params: ToyParams, target: TargetSpec, meta: bool = False) -> ToyMLPDenoiser:
-    if meta:
-        with torch.device("meta"):
-            return ToyMLPDenoiser(params, target)
-    return ToyMLPDenoiser(params, target)
+    with construction_device(meta):
+        return ToyMLPDenoiser(params, target)
 
 
 @hookimpl
