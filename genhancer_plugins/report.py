@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import RunError
 from .recipe import STAGES
+from .tables import markdown_table
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -29,15 +30,6 @@ def recipe_differences(recipes: dict[str, dict[str, Any]]) -> list[tuple[str, li
     flat = {label: _flatten(r) for label, r in recipes.items()}
     keys = sorted({k for f in flat.values() for k in f})
     return [(k, [f.get(k, "-") for f in flat.values()]) for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v).replace("|", "\\\\|")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def plot_losses(runs: dict[str, dict[str, Any]], path: Path) -> Path | None:
@@ -79,11 +71,11 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         stages = run.get("stages", {})
         rows.append([label, run.get("recipe"), *[f"{stages[s]['steps']} / {stages[s]['final_loss']:.4f}" if s in stages else "-" for s in STAGES],
                      run.get("wall_time_s"), "yes" if run.get("completed") else "no"])
-    page += ["## Runs", "", _table(["run", "recipe", "stage1 steps / loss", "stage2 steps / loss", "wall time (s)", "completed"], rows), ""]
+    page += ["## Runs", "", markdown_table(["run", "recipe", "stage1 steps / loss", "stage2 steps / loss", "wall time (s)", "completed"], rows), ""]
     if len(runs) > 1:
         diffs = recipe_differences({label: run.get("resolved_recipe", {}) for label, run in runs.items()})
         page += ["## Recipe differences", ""]
-        page += [_table(["field", *runs], [[k, *v] for k, v in diffs]) if diffs else "The resolved recipes are identical.", ""]
+        page += [markdown_table(["field", *runs], [[k, *v] for k, v in diffs]) if diffs else "The resolved recipes are identical.", ""]
     evaluators = sorted({name for run in runs.values() for name in run.get("eval", {})})
     if evaluators:
         page += ["## Evaluation", ""]
@@ -102,7 +94,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
                     entry = run.get("eval", {}).get(name, {})
                     row += [entry.get("original", {}).get(key, "-"), entry.get("enhanced", {}).get(key, "-"), entry.get("difference", {}).get(key, "-")]
                 table_rows.append(row)
-            page += [f"### {name}", "", _table(header, table_rows), ""]
+            page += [f"### {name}", "", markdown_table(header, table_rows), ""]
     curves = plot_losses(runs, output / "losses.png")
     if curves:
         page += ["## Loss curves", "", f"![loss curves]({curves.name})", ""]
