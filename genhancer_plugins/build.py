@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .components import Params
+from .errors import RecipeError
 from .manager import ComponentNotFound, PluginManager, RegisteredComponent
 from .recipe import ComponentRef, LoadedRecipe
 
@@ -94,10 +95,29 @@ def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager, section: st
 
 
 def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -> dict[str, Any]:
-    """Encoder, tokenizer, denoiser and conditioner, wired by their specs."""
-    encoder = components["encoder"].build(meta=meta)
-    tokenizer = components["tokenizer"].build(meta=meta)
-    target = tokenizer.target_spec(encoder.spec.image_size)
-    denoiser = components["denoiser"].build(target=target, meta=meta)
-    conditioner = components["conditioner"].build(encoder=encoder.spec, condition=denoiser.condition_spec, meta=meta)
+    """Encoder, tokenizer, denoiser and conditioner, wired by their specs. Components that
+    do not fit together (a denoiser that needs other targets than the tokenizer makes, say)
+    are a :class:`RecipeError` naming both, not a traceback."""
+    encoder = _build(components, "encoder", meta=meta)
+    tokenizer = _build(components, "tokenizer", meta=meta)
+    try:
+        target = tokenizer.target_spec(encoder.spec.image_size)
+    except ValueError as exc:
+        raise _mismatch(components, "tokenizer", "encoder", exc) from None
+    denoiser = _build(components, "denoiser", "tokenizer", target=target, meta=meta)
+    conditioner = _build(components, "conditioner", "denoiser", encoder=encoder.spec, condition=denoiser.condition_spec, meta=meta)
     return {"encoder": encoder, "tokenizer": tokenizer, "denoiser": denoiser, "conditioner": conditioner, "target": target}
+
+
+def _build(components: dict[str, ResolvedComponent], section: str, depends_on: str | None = None, **context: Any) -> Any:
+    try:
+        return components[section].build(**context)
+    except (ValueError, TypeError) as exc:
+        if depends_on is None:
+            raise RecipeError(f"{section} ({components[section].ref.name}): {exc}") from None
+        raise _mismatch(components, section, depends_on, exc) from None
+
+
+def _mismatch(components: dict[str, ResolvedComponent], section: str, other: str, exc: Exception) -> RecipeError:
+    return RecipeError(f"{section} {components[section].ref.name!r} does not fit {other} {components[other].ref.name!r}: {exc} "
+                       f"(set both sections to components made for each other)")

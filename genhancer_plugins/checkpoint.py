@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from .files import save_tensors, write_json
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -62,10 +64,10 @@ def save_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.O
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(module), tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+    save_tensors(trainable_state(module), tmp / WEIGHTS_FILE)
     tensors, groups = optimizer_state(optimizer, names)
-    save_file(tensors, tmp / OPTIMIZER_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps(state | {"optimizer_groups": groups}, indent=2))
+    save_tensors(tensors, tmp / OPTIMIZER_FILE)
+    write_json(tmp / STATE_FILE, state | {"optimizer_groups": groups})
     if directory.exists():
         shutil.rmtree(directory)
     os.replace(tmp, directory)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -29,14 +28,16 @@ from .build import resolve_components, resolve_evaluators
 from .callbacks import PLUGIN_NAME, EngineCallbacks
 from .errors import RunError
 from .events import ExportInfo, RunInfo
+from .files import write_json
 from .interfaces import PhaseContext, count_parameters
 from .manager import PluginManager
 from .model import build_model, probe_images
 from .recipe import STAGES, LoadedRecipe, dump_yaml
+from .rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recipe, recipe_changes
 from .stage import StageResult, StageTrainer, configure_trainable
 from .tables import difference
 
-OUTPUT_ENTRIES = (*STAGES, "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml")
+OUTPUT_ENTRIES = (*STAGES, "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
 
 
 def library_versions() -> dict[str, str]:
@@ -69,32 +70,69 @@ class Run:
         self.export_info: dict[str, Any] | None = None
         self.eval_results: dict[str, dict[str, Any]] = {}
         self.phase_results: dict[str, Any] = {}
+        self.recipe_changes: list[str] = []
+        self.lock = RunLock(self.output_dir)
 
     # -- 1 -------------------------------------------------------------------
     def prepare_output(self) -> None:
-        out = self.output_dir
+        """Lock the directory, then check it: empty, or ``--resume`` with a compatible
+        recipe, or ``--overwrite`` of what a run writes. Nothing is written yet, so a
+        start-up failure leaves the directory as it was (see :meth:`_undo_fresh_start`)."""
+        out, acc = self.output_dir, self.accelerator
         if out.exists() and not out.is_dir():
             raise RunError(f"output directory {out} exists and is not a directory")
-        ours = [out / e for e in OUTPUT_ENTRIES if (out / e).exists()]
-        others = list(out.iterdir()) if out.is_dir() else []
-        if others and not (self.resume or self.overwrite):
-            raise RunError(f"output directory {out} is not empty; pass --resume to continue that run or --overwrite to replace it")
-        if self.overwrite and not self.resume and self.accelerator.is_main_process:
-            ours += [out / name for name in self.recipe.phases() if (out / name).exists()]
-            foreign = [p.name for p in others if p not in ours]
-            if foreign:
-                raise RunError(f"--overwrite would leave files it did not write in {out}: {', '.join(sorted(foreign))}; use another directory")
-            for path in ours:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self.accelerator.wait_for_everyone()
-        recipe_file = out / "recipe.yaml"
-        resolved = dump_yaml(self.loaded.raw)
-        if self.resume and recipe_file.is_file() and recipe_file.read_text() != resolved:
-            self.log(f"warning: the recipe differs from the one {out} was started with ({recipe_file}); continuing with the new one")
-        if self.accelerator.is_main_process:
+        self._created = not out.exists()
+        if acc.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
-            recipe_file.write_text(resolved)
-        self.accelerator.wait_for_everyone()
+            self.lock.acquire(self.log)
+        others = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+        self._fresh = not others
+        try:
+            if others and not (self.resume or self.overwrite):
+                raise RunError(f"output directory {out} is not empty; pass --resume to continue that run or --overwrite to replace it")
+            if self.overwrite and not self.resume and acc.is_main_process:
+                ours = [out / e for e in (*OUTPUT_ENTRIES, *self.recipe.phases())]
+                foreign = [p.name for p in others if p not in ours]
+                if foreign:
+                    raise RunError(f"--overwrite would leave files it did not write in {out}: {', '.join(sorted(foreign))}; use another directory")
+                for path in others:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                self._fresh = True
+            if self.resume:
+                self._check_resumable()
+        except BaseException:
+            self._undo_fresh_start()
+            raise
+        acc.wait_for_everyone()
+
+    def _check_resumable(self) -> None:
+        """Refuse a resume whose recipe would train a different model or data; note the rest."""
+        from .recipe import load_yaml
+
+        saved = latest_recipe(self.output_dir)
+        if saved is None:
+            return
+        refused, allowed = recipe_changes(load_yaml(saved.read_text()), self.loaded.raw)
+        if refused:
+            raise RunError(f"--resume: the recipe differs from the one {self.output_dir} ran with ({saved}) in what shapes the "
+                           "model or the data:\n  " + "\n  ".join(refused) + "\nuse a new output directory, or undo these changes")
+        grown = [s for s in STAGES[:-1] if any(line.startswith(f"{s}.") for line in allowed)
+                 and any((self.output_dir / later).exists() for later in STAGES[STAGES.index(s) + 1:])]
+        if grown:
+            raise RunError(f"--resume: {grown[0]} would train longer, but {STAGES[STAGES.index(grown[0]) + 1]} already started from it; "
+                           "use a new output directory (or stage2.init_from)")
+        self.recipe_changes = allowed
+        if allowed:
+            self.log("resuming with these changes (recorded in recipe-history/): " + "; ".join(allowed))
+
+    def _undo_fresh_start(self) -> None:
+        """After a failure before anything was trained or written: the directory as it was."""
+        if not self.accelerator.is_main_process:
+            return
+        self.lock.release()
+        out = self.output_dir
+        if self._fresh and out.is_dir() and self._created and not any(out.iterdir()):
+            out.rmdir()
 
     # -- 2 -------------------------------------------------------------------
     def _mixed_precision(self) -> str:
@@ -180,7 +218,7 @@ class Run:
             self.model.encoder.save_pretrained(original)
         return str(original)
 
-    def evaluate(self, label: str, source: str) -> None:
+    def evaluate(self, label: str, source: str, reuse: bool = True) -> None:
         """Apply every recipe evaluator to ``source`` (main process); ``label`` is original or enhanced."""
         from .evaluation import evaluate_or_resume, load_model, write_comparison
 
@@ -195,7 +233,7 @@ class Run:
             for evaluator in self.evaluators:
                 folder = self.output_dir / "eval" / evaluator.name
                 entry = self.eval_results.setdefault(evaluator.name, {})
-                entry[label] = evaluate_or_resume(evaluator, load, label, folder, self.resume, self.log)
+                entry[label] = evaluate_or_resume(evaluator, load, label, folder, self.resume and reuse, self.log)
                 if label == "enhanced" and "original" in entry:
                     table = write_comparison(evaluator, {"original": entry["original"], "enhanced": entry[label]}, folder, "original")
                     self.log(f"{evaluator.name} (original vs enhanced):\n{table}")
@@ -251,11 +289,12 @@ class Run:
             "export": self.export_info,
             "eval": self._eval_summary(),
             **{name: result for name, result in self.phase_results.items()},
+            "recipe_changes_on_resume": self.recipe_changes,
             "wall_time_s": round(wall_time, 2),
             "completed": completed,
         }
         if self.accelerator.is_main_process:
-            (self.output_dir / "run.json").write_text(json.dumps(summary, indent=2))
+            write_json(self.output_dir / "run.json", summary)
         return summary
 
     def execute(self) -> dict[str, Any]:
@@ -265,8 +304,16 @@ class Run:
         callbacks = EngineCallbacks(self)
         self.manager.pm.register(callbacks, name=PLUGIN_NAME)
         try:
+            try:
+                if self.recipe.active_stages():
+                    self.setup_models()
+                if self.accelerator.is_main_process:
+                    record_recipe(self.output_dir, dump_yaml(self.loaded.raw))
+                self.accelerator.wait_for_everyone()
+            except BaseException:
+                self._undo_fresh_start()
+                raise
             if self.recipe.active_stages():
-                self.setup_models()
                 if self.evaluators:
                     self.evaluate("original", self.original_source())
                 for stage in self.recipe.active_stages():
@@ -274,13 +321,16 @@ class Run:
                     self.write_summary(time.perf_counter() - start, completed=False)
                 if self.recipe.export.enabled and self.recipe.stage2.enabled:
                     self.export_info = self.export()
-                    self.evaluate("enhanced", str(self.output_dir / "export"))
+                    # weights trained in this invocation: results of an earlier export are stale
+                    retrained = any(not r.already_finished for r in self.results.values())
+                    self.evaluate("enhanced", str(self.output_dir / "export"), reuse=not retrained)
                 elif self.recipe.export.enabled:
                     self.log("export skipped: stage2 is disabled, the encoder is unchanged")
             self.run_phases()
             summary = self.write_summary(time.perf_counter() - start, completed=True)
         finally:
             self.manager.pm.unregister(callbacks)
+            self.lock.release()
         if self.recipe.train.report_to:
             self.accelerator.end_training()
         return summary

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import RunError
+from .files import write_json
 from .tables import comparison_rows, difference, text_table
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ def evaluate_one(evaluator: Evaluator, model: ImageTextModel, label: str, output
     result = evaluator.evaluate(model)
     folder = output_dir / safe_label(label)
     write_predictions(folder / "predictions.csv", result.rows)
-    (folder / "result.json").write_text(json.dumps(
-        {"source": getattr(model, "name", label), "metrics": result.metrics, "primary": result.primary, "info": result.info}, indent=2))
+    write_json(folder / "result.json", {"source": getattr(model, "name", label), "metrics": result.metrics, "primary": result.primary,
+                                        "info": result.info})
     return result
 
 
@@ -103,7 +104,7 @@ def write_comparison(evaluator: Evaluator, results: Mapping[str, EvalResult], ou
     if reference in results and len(results) == 2:
         other = next(label for label in results if label != reference)
         summary["difference"] = difference(results[reference].metrics, results[other].metrics)
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(output_dir / "summary.json", summary)
     (output_dir / "table.txt").write_text(table + "\n")
     evaluator.plot(results, output_dir / f"{evaluator.name}.png")
     return table

@@ -3,7 +3,6 @@ back and compared with the trained encoder before it is moved into place."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +11,7 @@ import torch
 
 from . import __version__
 from .errors import RunError
+from .files import respect_umask, write_json
 from .interfaces import Encoder
 from .lora import merge_lora
 
@@ -70,8 +70,9 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
         "export_check_max_abs_diff": diff,
         "dtype": dtype_name,
     }
-    (tmp / "genhancer.json").write_text(json.dumps(metadata, indent=2))
+    write_json(tmp / "genhancer.json", metadata)
     (tmp / "README.md").write_text(model_card(recipe_name, described, encoder.pretrained_source(), recipe_yaml))
+    respect_umask(tmp)  # weights included: a team on shared storage reads the export like the rest of the run
     if export_dir.exists():
         shutil.rmtree(export_dir)
     tmp.rename(export_dir)

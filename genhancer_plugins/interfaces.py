@@ -152,11 +152,11 @@ class Denoiser(nn.Module, ABC):
     def save_pretrained(self, directory: Path) -> None:
         """Write the trained denoiser in its library's own layout (default: its
         parameters as ``model.safetensors``)."""
-        from safetensors.torch import save_file
+        from .files import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
 
 
 class Conditioner(nn.Module, ABC):

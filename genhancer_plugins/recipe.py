@@ -9,6 +9,7 @@ Every error names the dotted path of the field and the file that set it.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -182,17 +183,39 @@ class LoadedRecipe:
             found = self.origins.get(".".join(parts[:end]))
             if found:
                 return found
+        below = [source for key, source in self.origins.items() if key.startswith(path + ".")]
+        if below:  # a mapping only its children were set in (--set nosuch.deep.path=1)
+            return below[0]
         return str(self.files[0])
 
     def error(self, path: str, message: str) -> RecipeError:
         return RecipeError(f"{self.origin(path)}: {path}: {message}")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off as
+    booleans, which turns `mixed_precision: no` into False; here they stay strings
+    (and pydantic still reads them as booleans where a field is one)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -260,7 +283,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise RecipeError(f"--set {text!r}: expected KEY=VALUE, for example stage1.steps=100")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml(value) if value.strip() else ""
     except yaml.YAMLError as exc:
         raise RecipeError(f"--set {text!r}: value is not valid YAML: {exc}") from None
     return key.strip().split("."), parsed

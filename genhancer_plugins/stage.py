@@ -24,16 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from .checkpoint import STATE_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_weights, prune_checkpoints, save_checkpoint
 from .errors import RunError
 from .events import StageInfo, StepInfo
+from .files import respect_umask, save_tensors, write_json
 from .lora import apply_lora, has_lora, mark_lora_trainable
 from .model import GenHancerModel, collate
 from .recipe import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
 if TYPE_CHECKING:
     from .engine import Run
+
+
+#: What reading a torn or truncated checkpoint raises (JSONDecodeError is a ValueError).
+UNREADABLE = (OSError, ValueError, KeyError, SafetensorError)
 
 
 def step_seed(*parts: int) -> int:
@@ -62,7 +68,8 @@ class StageResult:
     def summary(self) -> dict[str, Any]:
         return {"steps": self.steps, "final_loss": self.final_loss, "wall_time_s": round(self.wall_time_s, 2),
                 "resumed_from": self.resumed_from, "already_finished": self.already_finished, "losses": self.losses,
-                "skipped_samples": {"count": len(self.skipped_samples), "first": self.skipped_samples[:20]}}
+                "skipped_samples": {"count": len(unique := list(dict.fromkeys(self.skipped_samples))),
+                                    "encounters": len(self.skipped_samples), "first": unique[:20]}}
 
 
 def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, device: Any) -> None:
@@ -110,8 +117,16 @@ class StageTrainer:
     def _finished(self) -> StageResult | None:
         if not (self.final_dir / STATE_FILE).is_file():
             return None
-        load_weights(self.final_dir / WEIGHTS_FILE, self.run.model)
-        saved = json.loads((self.final_dir / STATE_FILE).read_text())
+        try:
+            saved = json.loads((self.final_dir / STATE_FILE).read_text())
+            s = self.settings
+            if (s.steps or 0) > saved["step"] or (s.steps is None and s.epochs > saved.get("epochs", s.epochs)):
+                self.run.log(f"{self.stage}: finished at step {saved['step']}; the recipe asks for more: continuing from its last checkpoint")
+                return None
+            load_weights(self.final_dir / WEIGHTS_FILE, self.run.model)
+        except UNREADABLE as exc:  # torn by a crash: the stage's last checkpoint finishes it again
+            self.run.log(f"warning: {self.final_dir} is unreadable ({exc}); finishing {self.stage} again from its last checkpoint")
+            return None
         self.run.log(f"{self.stage}: already finished in {self.final_dir}; loaded its weights")
         return StageResult(steps=saved["step"], final_loss=saved.get("final_loss"), already_finished=True,
                            wall_time_s=saved.get("wall_time_s", 0.0), losses=[tuple(x) for x in saved.get("losses", [])],
@@ -191,6 +206,10 @@ class StageTrainer:
         else:
             model, optimizer, loader = acc.prepare(run.model, optimizer, self._dataloader())
             batches_per_epoch = len(loader)
+        if batches_per_epoch == 0:  # drop_last would leave every epoch empty: the loop would never end
+            per_process = len(run.dataset) // acc.num_processes
+            raise RunError(f"{len(run.dataset)} image(s) make no full batch of data.batch_size {recipe.data.batch_size} on "
+                           f"{acc.num_processes} process(es); set data.batch_size to at most {max(per_process, 1)} or add images")
         total = self._total_steps(batches_per_epoch)
         result = StageResult()
         position = self._resume(optimizer, result, total)
@@ -213,9 +232,15 @@ class StageTrainer:
     def _resume(self, optimizer: Any, result: StageResult, total: int) -> list[int]:
         """[step, epoch, batches done]: zeros, or the newest checkpoint's when resuming."""
         checkpoints = list_checkpoints(self.checkpoints) if self.run.resume else []
-        if not checkpoints:
+        state = None
+        while checkpoints and state is None:
+            try:
+                state = load_checkpoint(checkpoints[-1], self.run.model, optimizer.optimizer)
+            except UNREADABLE as exc:  # a torn newest checkpoint (killed mid-write): the one before it
+                self.run.log(f"warning: {checkpoints[-1]} is unreadable ({exc}); trying the checkpoint before it")
+                checkpoints.pop()
+        if state is None:
             return [0, 0, 0]
-        state = load_checkpoint(checkpoints[-1], self.run.model, optimizer.optimizer)
         result.losses = [tuple(x) for x in state.get("losses", [])]
         result.skipped_samples = state.get("skipped_samples", [])
         result.wall_time_s = state.get("wall_time_s", 0.0)
@@ -234,6 +259,7 @@ class StageTrainer:
         last_time, micro, running, skipped = time.perf_counter(), step * accum, [], []
         started = time.perf_counter()
         while step < total:
+            batches_before = batches_done
             for batch in self._epoch(loader, epoch, batches_done, batches_per_epoch):
                 batches_done += 1
                 skipped.extend(batch["skipped"])
@@ -269,12 +295,15 @@ class StageTrainer:
                 if step >= total:
                     break
             else:
+                if batches_done == batches_before:
+                    raise RunError(f"{self.stage}: epoch {epoch} gave no batch (every sample unreadable?); nothing to train on")
                 epoch, batches_done = epoch + 1, 0
         position[:] = [step, epoch, batches_done]
         result.skipped_samples += run.gather(skipped)
         if result.skipped_samples:
-            first = ", ".join(result.skipped_samples[:5])
-            run.log(f"{self.stage}: skipped {len(result.skipped_samples)} unreadable sample(s), first: {first}")
+            unique = list(dict.fromkeys(result.skipped_samples))
+            run.log(f"{self.stage}: skipped {len(unique)} unreadable sample(s) ({len(result.skipped_samples)} times in all), "
+                    f"first: {', '.join(unique[:5])}")
         return step
 
     def _checkpoint(self, optimizer: Any, position: list[int], result: StageResult, wall_time_s: float) -> None:
@@ -288,16 +317,15 @@ class StageTrainer:
 
     def _finish(self, optimizer: Any, result: StageResult, position: list[int]) -> None:
         """The last checkpoint, then ``final/``: trained tensors, state, and the denoiser in its own layout."""
-        from safetensors.torch import save_file
-
         self._checkpoint(optimizer, position, result, result.wall_time_s)
         if self.run.accelerator.is_main_process:
             self.final_dir.mkdir(parents=True, exist_ok=True)
-            save_file(stage_state(self.run.model), self.final_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+            save_tensors(stage_state(self.run.model), self.final_dir / WEIGHTS_FILE)
             self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
-            (self.final_dir / STATE_FILE).write_text(json.dumps(
-                {"step": result.steps, "final_loss": result.final_loss, "losses": result.losses,
-                 "wall_time_s": result.wall_time_s, "skipped_samples": result.skipped_samples}))
+            respect_umask(self.final_dir / "denoiser")
+            write_json(self.final_dir / STATE_FILE, {"step": result.steps, "epochs": self.settings.epochs, "final_loss": result.final_loss,
+                                                     "losses": result.losses, "wall_time_s": result.wall_time_s,
+                                                     "skipped_samples": result.skipped_samples})
         self.run.accelerator.wait_for_everyone()
         loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
         self.run.log(f"{self.stage}: done, final loss {loss}, {result.wall_time_s:.1f} s -> {self.final_dir}")

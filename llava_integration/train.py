@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genhancer_plugins.errors import RunError
+from genhancer_plugins.files import write_json
 
 DEEPSPEED = {"zero2": Path(__file__).parent / "deepspeed" / "zero2.json", "zero3": Path(__file__).parent / "deepspeed" / "zero3.json"}
 
@@ -159,5 +160,5 @@ def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: 
     processor.save_pretrained(str(final))
     summary = {"phase": phase, "trainable_parameters": trainable, "steps": result.global_step,
                "train_loss": result.training_loss, "skipped_records": dict(dataset.skipped), "resumed_from": checkpoint}
-    (final / "phase.json").write_text(json.dumps(summary, indent=2))
+    write_json(final / "phase.json", summary)
     return summary

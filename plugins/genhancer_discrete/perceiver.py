@@ -98,13 +98,13 @@ class PerceiverDenoiser(Denoiser):
     @torch.no_grad()
     def save_pretrained(self, directory: Path) -> None:
         """``config.json`` (parameters and target) + ``model.safetensors``; :meth:`from_pretrained` reads it."""
-        from safetensors.torch import save_file
+        from genhancer_plugins.files import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"params": self.params.model_dump(mode="json"), "length": self.length, "vocab_size": self.vocab_size}
         (directory / "config.json").write_text(json.dumps(config, indent=2))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "PerceiverDenoiser":

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from genhancer_plugins.components import OfflineUnknown, construction_device
+from genhancer_plugins.files import save_tensors
 from genhancer_plugins.interfaces import Encoder, EncoderOutput, EncoderSpec
 
 from .families import FAMILIES, Family, model_class_for, transformers_class
@@ -112,7 +112,7 @@ class HFVisionEncoder(Encoder):
         directory.mkdir(parents=True, exist_ok=True)
         # The hub layout (vision_model.*) is what older transformers (LLaVA-1.5
         # pins 4.37) expect; transformers 5 reads it too.
-        save_file(self.hub_state_dict(dtype), directory / "model.safetensors", metadata={"format": "pt"})
+        save_tensors(self.hub_state_dict(dtype), directory / "model.safetensors")
         config = copy.deepcopy(self.model.config)
         config.architectures = [type(self.model).__name__]  # the reload builds the same class (a projection head included)
         if dtype is not None:
