@@ -37,7 +37,8 @@ def add_comparison_args(parser: argparse.ArgumentParser, model_help: str) -> Non
     parser.add_argument("--label", dest="labels", action="append", default=[], metavar="NAME", help="names for the models, in order")
     parser.add_argument("--param", "-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
                         help="evaluator parameter, e.g. -p root=/data/MMVP (repeatable; VALUE is YAML)")
-    parser.add_argument("--output", "-o", required=True, help="output directory")
+    parser.add_argument("--output", "-o", required=True, help="output directory (must be new or empty, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --output")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
@@ -202,6 +203,9 @@ def compare(args: argparse.Namespace, scores: str, load: Callable[[str, str, str
     from .evaluation import run_evaluation
 
     evaluator = build_evaluator(_manager(args), args.name, args.params, scores)
+    output = Path(args.output)
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        raise RunError(f"{output} holds earlier results; pass --overwrite to replace them or choose another --output")
     if args.labels and len(args.labels) != len(args.models):
         raise RunError(f"{len(args.labels)} --label for {len(args.models)} --model")
     labels = args.labels or model_labels(args.models)
@@ -209,7 +213,6 @@ def compare(args: argparse.Namespace, scores: str, load: Callable[[str, str, str
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = {label: load(source, label, device) for label, source in zip(labels, args.models)}
-    output = Path(args.output)
     _, table = run_evaluation(evaluator, models, output, reference=labels[0])
     print(table)
     print(f"results: {output / 'summary.json'}")
@@ -233,17 +236,22 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .model import load_trained_model
     from .reconstruct import load_images, reconstruct, save_grid
 
-    model, _, stage = load_trained_model(args.run, _manager(args), args.stage)
-    output = Path(args.output) if args.output else Path(args.run) / f"reconstructions-{stage}.png"
-    if output.exists() and not args.overwrite:
-        raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise RunError(f"image not found: {missing[0]}")
+    if args.output and Path(args.output).suffix.lower() not in IMAGE_OUTPUTS:
+        raise RunError(f"--output {args.output}: name the image file to write, ending in {' or '.join(IMAGE_OUTPUTS)}")
+    model, _, stage = load_trained_model(args.run, _manager(args), args.stage, train_missing=False)
+    output = Path(args.output) if args.output else Path(args.run) / f"reconstructions-{stage}.png"
+    if output.exists() and not args.overwrite:
+        raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
     images = load_images(args.images, model.encoder.spec.image_size)
     save_grid(images, reconstruct(model, images, steps=args.steps, seed=args.seed), output)
     print(f"reconstructions ({stage}): {output}")
     return 0
+
+
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -293,12 +301,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except RecipeError as exc:
+    except (RecipeError, RunError) as exc:  # the user's input, missing files, offline models: one message, no traceback
         print(f"genhancer: error: {exc}", file=sys.stderr)
         return 2
-    except RunError as exc:
-        print(f"genhancer: error: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # a read-only or full disk, a missing permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"genhancer: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # what safetensors raises when it cannot write (a full disk)
+            raise
+        print(f"genhancer: error: writing weights failed: {exc} (is the disk full or read-only?)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ class Pretrainer:
     the encoder's parameters (typically ``{"source": directory}``).
     """
 
-    def encoder_params(self, cache_dir: "Path", log: "Callable[[str], None]") -> dict[str, Any]:
-        """Train (or find in ``cache_dir``) and return encoder parameter overrides."""
+    def encoder_params(self, cache_dir: "Path", log: "Callable[[str], None]", train: bool = True) -> dict[str, Any]:
+        """Train (or find in ``cache_dir``) and return encoder parameter overrides. With
+        ``train=False`` (reloading a finished run) a missing cache entry is an error, not minutes of training."""
         raise NotImplementedError
 
     def planned_encoder_params(self) -> dict[str, Any]:

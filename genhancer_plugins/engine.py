@@ -164,6 +164,10 @@ class Run:
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         if len(self.dataset) == 0:
             raise RunError(f"dataset {self.recipe.data.name!r} is empty")
+        try:  # one item now: a collection without a single readable image fails here, in one line
+            probe_images(self.dataset, 1)
+        except ValueError as exc:
+            raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         self.evaluators = [self._build_evaluator(spec) for spec in self.evaluator_specs]
         if self.recipe.train.report_to:
             acc.init_trackers(self.recipe.name, config=self._tracker_config())

@@ -37,6 +37,8 @@ class Evaluator(ABC):
     """A benchmark. Deterministic: the same model gives the same numbers."""
 
     name: str = "evaluator"
+    #: Image-text evaluators that embed text: a model without a text tower is refused before any image is embedded.
+    needs_text: bool = False
 
     @abstractmethod
     def evaluate(self, model: Any) -> EvalResult:
@@ -53,7 +55,13 @@ def safe_label(text: str) -> str:
 
 
 def load_model(manager: Any, source: str, text_from: str | None = None, device: str = "cpu") -> ImageTextModel:
-    model = manager.hook.genhancer_load_image_text_model(source=str(source), text_from=text_from, device=device)
+    try:
+        model = manager.hook.genhancer_load_image_text_model(source=str(source), text_from=text_from, device=device)
+    except OSError as exc:  # transformers: no such directory, no such hub id, or the hub is unreachable
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "a directory that does not exist and " if not Path(source).exists() else ""
+        raise RunError(f"cannot load {source}: {where}not loadable ({reason}); offline, only local directories load "
+                       "(HF_HUB_OFFLINE=1 is set by `make`)") from None
     if model is None:
         raise RunError(f"no plugin can load {source} as an image-text model (CLIP and SigLIP are built in)")
     return model
@@ -77,7 +85,13 @@ def side_by_side(results: Mapping[str, EvalResult], reference: str | None = None
 
 def evaluate_one(evaluator: Evaluator, model: ImageTextModel, label: str, output_dir: Path) -> EvalResult:
     """Score one model; write its predictions CSV and result JSON under ``output_dir/label``."""
-    result = evaluator.evaluate(model)
+    if evaluator.needs_text and getattr(model, "has_text", True) is False:
+        raise RunError(f"{evaluator.name} compares images with text, and {getattr(model, 'name', label)} has no text tower: "
+                       "pass --text-from (a model with one), or use an image-only evaluator")
+    try:
+        result = evaluator.evaluate(model)
+    except ValueError as exc:  # the benchmark's files (a corrupt image, a bad row): named by the evaluator
+        raise RunError(f"{evaluator.name} on {label}: {exc}") from None
     folder = output_dir / safe_label(label)
     write_predictions(folder / "predictions.csv", result.rows)
     write_json(folder / "result.json", {"source": getattr(model, "name", label), "metrics": result.metrics, "primary": result.primary,

@@ -50,6 +50,7 @@ def build_model(
     log: Callable[[str], None] = lambda message: None,
     is_main_process: bool = True,
     wait_for_everyone: Callable[[], None] = lambda: None,
+    train_missing: bool = True,
 ) -> GenHancerModel:
     """Components from the recipe, the pretrainer's encoder first (trained or read
     from the cache on the main process; the others wait), initialised from the
@@ -62,9 +63,9 @@ def build_model(
     if pretrainer is not None:
         phase = pretrainer.build(seed=seed)
         if is_main_process:  # trains once, then every process reads the cache
-            phase.encoder_params(cache_root(), log)
+            phase.encoder_params(cache_root(), log, train=train_missing)
         wait_for_everyone()
-        apply_pretrainer(components, phase.encoder_params(cache_root(), log))
+        apply_pretrainer(components, phase.encoder_params(cache_root(), log, train=train_missing))
     set_seed(seed)  # identical initialisation on every process
     models = build_models(components)
     return GenHancerModel(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
@@ -93,9 +94,11 @@ def finished_stages(run_dir: Path) -> list[str]:
     return [s for s in STAGES if (run_dir / s / "final" / STATE_FILE).is_file()]
 
 
-def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str | None = None) -> tuple[GenHancerModel, LoadedRecipe, str]:
+def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str | None = None,
+                       train_missing: bool = True) -> tuple[GenHancerModel, LoadedRecipe, str]:
     """Rebuild a run's model from ``run_dir/recipe.yaml`` and its newest finished
-    stage (or ``stage``); returns the model (eval mode), recipe and stage used."""
+    stage (or ``stage``); returns the model (eval mode), recipe and stage used.
+    ``train_missing=False``: a pretrained encoder missing from the cache is an error."""
     from safetensors import safe_open
 
     from .lora import apply_lora
@@ -112,7 +115,7 @@ def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str |
         stage = finished[-1]
     elif stage not in finished:
         raise RunError(f"{run_dir}: {stage} has not finished (finished: {', '.join(finished) or 'none'})")
-    model = build_model(loaded, manager)  # the run's initialisation of anything the stage did not save
+    model = build_model(loaded, manager, train_missing=train_missing)  # the run's initialisation of anything the stage did not save
     weights = run_dir / stage / "final" / WEIGHTS_FILE
     with safe_open(str(weights), "pt") as f:
         uses_lora = any("lora_" in key for key in f.keys())

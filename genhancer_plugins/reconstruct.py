@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import RunError
+from .files import respect_umask
 from .images import to_tensor
 
 
@@ -43,15 +45,24 @@ def _to_pil(tensor: torch.Tensor, size: int) -> Image.Image:
     return Image.fromarray(array).resize((size, size), Image.NEAREST)
 
 
+HEADER = 18  #: pixels of the label band above the columns
+
+
 def save_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Path, cell: int = 128) -> Path:
-    """Write a PNG grid: one row per image, columns input | reconstruction."""
+    """Write a PNG grid: a labelled header, then one row per image, columns input | reconstruction."""
+    from PIL import ImageDraw
+
     rows = inputs.shape[0]
-    grid = Image.new("RGB", (2 * cell + 6, rows * (cell + 4)), (255, 255, 255))
+    grid = Image.new("RGB", (2 * cell + 6, HEADER + rows * (cell + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    draw.text((4, 3), "input", fill=(0, 0, 0))
+    draw.text((cell + 10, 3), "reconstruction", fill=(0, 0, 0))
     for r in range(rows):
-        grid.paste(_to_pil(inputs[r], cell), (0, r * (cell + 4)))
-        grid.paste(_to_pil(outputs[r], cell), (cell + 6, r * (cell + 4)))
+        grid.paste(_to_pil(inputs[r], cell), (0, HEADER + r * (cell + 4)))
+        grid.paste(_to_pil(outputs[r], cell), (cell + 6, HEADER + r * (cell + 4)))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
+    respect_umask(path)
     return path
 
 
@@ -59,8 +70,11 @@ def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
     """Image files -> [B,3,size,size] in [0,1] (centre crop to square, bicubic)."""
     tensors = []
     for path in paths:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except OSError as exc:  # not an image, or a truncated one
+            raise RunError(f"{path}: not a readable image ({exc})") from None
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
         image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)

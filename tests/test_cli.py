@@ -57,7 +57,7 @@ def test_run_refuses_a_non_empty_directory_then_overwrites(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(recipe), "-o", str(out), "--no-progress", "--set", "stage2.steps=2"]) == 0
     assert f"enhanced encoder: {out / 'export'}" in capsys.readouterr().out
-    assert main(["run", str(recipe), "-o", str(out), "--no-progress"]) == 1
+    assert main(["run", str(recipe), "-o", str(out), "--no-progress"]) == 2
     assert "is not empty; pass --resume" in capsys.readouterr().err
     assert main(["run", str(recipe), "-o", str(out), "--no-progress", "--overwrite"]) == 0
     assert json.loads((out / "run.json").read_text())["stages"]["stage2"]["steps"] == 4

@@ -198,7 +198,7 @@ def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, ca
     processor.save_pretrained(tmp_path / "llava")
     tower = save_tower(tmp_path / "enhanced_tower", 5)
     assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 0
-    assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 1
+    assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 2
     assert "is not empty" in capsys.readouterr().err  # nothing already written is replaced
 
     for colour, name in (((255, 0, 0), "red"), ((0, 0, 255), "blue")):

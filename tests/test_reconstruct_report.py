@@ -7,6 +7,7 @@ from PIL import Image
 from helpers import TINY, run_recipe, write_recipe
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_plugins.cli import main
+from genhancer_plugins.reconstruct import HEADER
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def two_runs(tmp_path_factory):
 @pytest.mark.parametrize("run", ["continuous", "discrete"])
 def test_runs_write_grids_at_stage_ends_and_every_n_steps(two_runs, run):
     grid = Image.open(two_runs / run / "stage1" / "reconstructions.png")
-    assert grid.size == (2 * 128 + 6, 3 * 132)  # input | reconstruction, a row per image
+    assert grid.size == (2 * 128 + 6, HEADER + 3 * 132)  # labelled columns input | reconstruction, a row per image
     steps = sorted(p.name for p in (two_runs / run / "stage1" / "reconstructions").iterdir())
     assert steps == ["step-2.png", "step-4.png"]  # every 2 of 6 steps, the last one is the stage-end grid
     assert (two_runs / run / "stage2" / "reconstructions.png").is_file()
@@ -37,12 +38,12 @@ def test_reconstruct_command(two_runs, capsys):
     out = two_runs / "grid.png"
     assert main(["reconstruct", "--run", str(two_runs / "discrete"), "--images", *images, "--steps", "3", "-o", str(out)]) == 0
     assert "reconstructions (stage2)" in capsys.readouterr().out
-    assert Image.open(out).size == (2 * 128 + 6, len(images) * 132)
-    assert main(["reconstruct", "--run", str(two_runs / "discrete"), "--images", *images, "-o", str(out)]) == 1
+    assert Image.open(out).size == (2 * 128 + 6, HEADER + len(images) * 132)
+    assert main(["reconstruct", "--run", str(two_runs / "discrete"), "--images", *images, "-o", str(out)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(["reconstruct", "--run", str(two_runs / "continuous"), "--stage", "stage1", "--images", images[0]]) == 0
     assert (two_runs / "continuous" / "reconstructions-stage1.png").is_file()
-    assert main(["reconstruct", "--run", str(two_runs / "bench"), "--images", images[0]]) == 1
+    assert main(["reconstruct", "--run", str(two_runs / "bench"), "--images", images[0]]) == 2
     assert "not a run directory" in capsys.readouterr().err
 
 

@@ -57,10 +57,19 @@ def random_resized_crop(
     return image.resize((size, size), Image.BICUBIC, box=crop_box(*image.size, scale, rng, ratio))
 
 
-def load_image(data: bytes | str) -> Image.Image:
-    """Decode fully (truncated files fail here, not later) and convert to RGB."""
+def load_image(data: bytes | str, min_side: int | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Decode fully (truncated files fail here, not later) and convert to RGB.
+
+    A JPEG far larger than needed is decoded at 1/2, 1/4 or 1/8 scale (PIL's
+    ``draft``) with both sides kept at least ``min_side``; any other image with more
+    than ``max_pixels`` pixels is refused (the caller skips and reports it) instead of
+    decoding hundreds of megabytes."""
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(source) as image:
+        if image.format == "JPEG" and min_side:
+            image.draft("RGB", (min_side, min_side))
+        elif max_pixels and image.width * image.height > max_pixels:
+            raise ValueError(f"{image.width}x{image.height} pixels, above data.params.max_pixels ({max_pixels})")
         image.load()
         return image.convert("RGB")
 

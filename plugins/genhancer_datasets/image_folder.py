@@ -23,7 +23,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 MAX_CONSECUTIVE_FAILURES = 50
 
 
-def read_list_file(path: Path) -> list[Path]:
+def read_list_file(path: Path, allow_outside: bool = False) -> list[Path]:
     if not path.is_file():
         raise FileNotFoundError(f"image_folder: data.params.list_file {path} not found")
     base = path.parent
@@ -46,7 +46,14 @@ def read_list_file(path: Path) -> list[Path]:
             entries = [row[column] for row in reader]
     else:
         raise ValueError(f"{path}: list files are .jsonl or .csv")
-    return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+    files = [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+    if not allow_outside:
+        root = base.resolve()
+        for entry, file in zip(entries, files):
+            if not file.resolve().is_relative_to(root):
+                raise ValueError(f"{path}: entry {entry!r} lies outside {root}; list files name images below their own folder "
+                                 "(set data.params.allow_outside_paths: true to allow absolute and ../ paths)")
+    return files
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -59,7 +66,7 @@ class ImageFolder(torch.utils.data.Dataset):
             self.base = root
         else:
             list_file = Path(params.list_file).expanduser()
-            self.files = read_list_file(list_file)
+            self.files = read_list_file(list_file, params.allow_outside_paths)
             self.base = list_file.parent
         if not self.files:
             raise FileNotFoundError(f"image_folder: no images found ({params.root or params.list_file})")
@@ -81,7 +88,7 @@ class ImageFolder(torch.utils.data.Dataset):
         for attempt in range(MAX_CONSECUTIVE_FAILURES):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                image = load_image(str(path))
+                image = load_image(str(path), self.params.decode_side or 2 * self.image_size, self.params.max_pixels)
             except Exception:  # unreadable, truncated or not an image: skip and report
                 skipped.append(self._key(path))
                 continue
@@ -89,4 +96,6 @@ class ImageFolder(torch.utils.data.Dataset):
             rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)
             crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng, self.params.crop_ratio)
             return sample(to_tensor(crop), self._key(path), skipped)
-        raise RuntimeError(f"image_folder: {MAX_CONSECUTIVE_FAILURES} unreadable images in a row from {skipped[0]}; is this an image collection?")
+        if len(set(skipped)) == len(self.files):
+            raise ValueError(f"image_folder: no readable image among the {len(self.files)} file(s) ({', '.join(skipped[:3])}, ...)")
+        raise ValueError(f"image_folder: {MAX_CONSECUTIVE_FAILURES} unreadable images in a row from {skipped[0]}; is this an image collection?")

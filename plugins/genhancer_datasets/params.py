@@ -18,6 +18,13 @@ class CropParams(Params):
         (3 / 4, 4 / 3), description="random resized crop: aspect range (width/height); wider or taller images are centre-cropped to it"
     )
 
+    decode_side: PositiveInt | None = Field(
+        None, description="JPEGs decode at reduced size with both sides at least this (default: twice the encoder's image size)"
+    )
+    max_pixels: PositiveInt | None = Field(
+        50_000_000, description="other images above this many pixels are skipped and reported instead of decoded (null: no cap)"
+    )
+
     @model_validator(mode="after")
     def _check_crop(self) -> "CropParams":
         low, high = self.crop_scale
@@ -33,6 +40,9 @@ class ImageFolderParams(CropParams):
     root: str | None = Field(None, description="directory searched recursively for images (.jpg, .jpeg, .png, .webp, .bmp)")
     list_file: str | None = Field(
         None, description="JSONL ({\"image\": path} per line) or CSV (column image or path) of image paths, relative to the file"
+    )
+    allow_outside_paths: bool = Field(
+        False, description="let list-file entries be absolute or leave the list file's folder (`../`); off: such an entry is an error"
     )
 
     @model_validator(mode="after")

@@ -123,7 +123,7 @@ class WebDataset(torch.utils.data.IterableDataset):
             while buffer:
                 yield self._finish(buffer.pop(rng.randrange(len(buffer))), skipped)
             if seen == 0:
-                raise RuntimeError(f"webdataset: no readable sample in {len(shards)} shard(s) (first: {shards[0]}); skipped: {skipped[:3]}")
+                raise ValueError(f"webdataset: no readable sample in {len(shards)} shard(s) (first: {shards[0]}); skipped: {skipped[:3]}")
 
     @staticmethod
     def _finish(item: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
@@ -138,7 +138,7 @@ class WebDataset(torch.utils.data.IterableDataset):
             skipped.append(key)
             return None
         try:
-            image = load_image(data)
+            image = load_image(data, self.params.decode_side or 2 * self.image_size, self.params.max_pixels)
         except Exception:  # truncated or not an image: skip and report
             skipped.append(key)
             return None

@@ -10,8 +10,12 @@ from PIL import Image
 
 
 def open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """A benchmark image as RGB; an unreadable one is an error naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
 
 
 def embed_in_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], torch.Tensor], batch_size: int,

@@ -65,36 +65,42 @@ def load_benchmark(root: Path) -> list[Pair]:
         needed = {"Question ID", "Type", "Statement"}
         if not needed <= set(reader.fieldnames or []):
             raise BenchmarkError(f"{questions}: expected columns {sorted(needed)}, found {reader.fieldnames}")
-        rows = list(reader)
+        rows, lines = [], []
+        for row in reader:  # blank lines are skipped; errors name the file's own line numbers
+            missing = [key for key in sorted(needed) if not (row.get(key) or "").strip()]
+            if missing:
+                raise BenchmarkError(f"{questions}: line {reader.line_num}: no {', '.join(missing)}")
+            rows.append(row)
+            lines.append(reader.line_num)
     if len(rows) % 2:
-        raise BenchmarkError(f"{questions}: {len(rows)} rows: pairs are consecutive rows, so the count must be even")
+        raise BenchmarkError(f"{questions}: line {lines[-1]} has no partner: pairs are consecutive rows, so the count must be even "
+                             f"({len(rows)} rows)")
     pairs = []
     for i in range(0, len(rows), 2):
         first, second = rows[i], rows[i + 1]
-        line = i + 2  # 1-based, after the header
+        line, next_line = lines[i], lines[i + 1]
         if first["Type"] != second["Type"]:
-            raise BenchmarkError(f"{questions}: rows {line} and {line + 1} form a pair but have types {first['Type']!r} and {second['Type']!r}")
+            raise BenchmarkError(f"{questions}: rows {line} and {next_line} form a pair but have types {first['Type']!r} and {second['Type']!r}")
         pattern = _BY_TYPE.get(first["Type"].strip().lower())
         if pattern is None:
             raise BenchmarkError(f"{questions}: row {line}: unknown pattern type {first['Type']!r}")
         ids = []
-        for offset, row in enumerate((first, second)):
+        for where, row in ((line, first), (next_line, second)):
             try:
                 ids.append(int(row["Question ID"]))
             except ValueError:
-                raise BenchmarkError(f"{questions}: row {line + offset}: Question ID {row['Question ID']!r} is not a number") from None
-            if not row["Statement"].strip():
-                raise BenchmarkError(f"{questions}: row {line + offset}: empty statement")
+                raise BenchmarkError(f"{questions}: row {where}: Question ID {row['Question ID']!r} is not a number") from None
         images = tuple(image_dir / first["Type"] / f"{qid}.jpg" for qid in ids)
-        for offset, path in enumerate(images):
+        for where, path in zip((line, next_line), images):
             if not path.is_file():
-                raise BenchmarkError(f"{questions}: row {line + offset}: image {path} not found")
+                raise BenchmarkError(f"{questions}: row {where}: image {path} not found")
         pairs.append(Pair(pattern, (ids[0], ids[1]), (first["Statement"].strip(), second["Statement"].strip()), images))
     return pairs
 
 
 class MMVPEvaluator(Evaluator):
     name = "mmvp_vlm"
+    needs_text = True
 
     def __init__(self, params: MMVPParams):
         self.params = params

@@ -56,6 +56,7 @@ def read_pairs(path: Path) -> dict[Path, list[str]]:
 
 class RetrievalEvaluator(Evaluator):
     name = "retrieval"
+    needs_text = True
 
     def __init__(self, params: RetrievalParams):
         self.params = params

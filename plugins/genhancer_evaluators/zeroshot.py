@@ -26,6 +26,7 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 class ZeroShotEvaluator(Evaluator):
     name = "zeroshot"
+    needs_text = True
 
     def __init__(self, params: ZeroShotParams):
         self.params = params

@@ -29,6 +29,7 @@ class HFImageTextModel:
         self.name = name
         self.device = torch.device(device)
         self.family = family_for(model.config)
+        self.has_text = tokenizer is not None and hasattr(model, "text_model")
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[Image.Image], normalize: bool = True) -> Tensor:

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genhancer_plugins.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 from genhancer_plugins.components import Pretrainer
+from genhancer_plugins.errors import RunError
 from genhancer_plugins.images import to_tensor
 from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
@@ -52,9 +54,13 @@ class ShapesClassifier(Pretrainer):
     def planned_encoder_params(self) -> dict[str, Any]:
         return {"source": None, "config": {"vision": _vision_config(self.params)}}
 
-    def encoder_params(self, cache_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    def encoder_params(self, cache_dir: Path, log: Callable[[str], None], train: bool = True) -> dict[str, Any]:
         target = Path(cache_dir) / "pretrained" / self.key
         if not (target / "pretrain.json").is_file():
+            if not train:
+                raise RunError(f"the shapes classifier this run was trained from is not in the cache ({target}); "
+                               "`genhancer run` on the run's recipe trains it again (a few minutes), or set GENHANCER_CACHE "
+                               "to the cache the run used")
             self._train(target, log)
         return {"source": str(target), "config": None}
 
@@ -64,7 +70,6 @@ class ShapesClassifier(Pretrainer):
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         p = self.params
-        log(f"pretrain: training the shapes classifier ({p.steps} steps, cached in {target})")
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(p.seed)
         with torch.random.fork_rng(devices=[]):
@@ -74,11 +79,21 @@ class ShapesClassifier(Pretrainer):
         processor = new_image_processor("CLIPImageProcessor", size={"shortest_edge": p.image_size}, crop_size={"height": p.image_size, "width": p.image_size})
         mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
-        params = list(model.parameters()) + list(head.parameters())
+        both = nn.ModuleDict({"model": model, "head": head})
+        params = list(both.parameters())
         optimizer = torch.optim.AdamW(params, lr=p.learning_rate, weight_decay=p.weight_decay)
         warmup = max(1, p.steps // 20)
-        accuracy = 0.0
-        for step in range(p.steps):
+        accuracy, first = 0.0, 0
+        partial = target.with_name(target.name + ".partial")
+        if (partial / STATE_FILE).is_file():  # killed earlier: continue where its last checkpoint stopped
+            state = load_checkpoint(partial, both, optimizer)
+            first, accuracy = state["step"], state["accuracy"]
+            generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+            log(f"pretrain: resuming the shapes classifier at step {first}/{p.steps} ({partial})")
+        else:
+            log(f"pretrain: training the shapes classifier ({p.steps} steps, cached in {target})")
+        session_start, session_first = time.perf_counter(), first
+        for step in range(first, p.steps):
             lr = p.learning_rate * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / p.steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -94,7 +109,11 @@ class ShapesClassifier(Pretrainer):
             optimizer.step()
             accuracy = 0.9 * accuracy + 0.1 * float((logits.argmax(-1) == labels).float().mean())
             if (step + 1) % 100 == 0 or step + 1 == p.steps:
-                log(f"pretrain: step {step + 1}/{p.steps} loss {loss.item():.3f} shape accuracy (running) {accuracy:.3f}")
+                per_step = (time.perf_counter() - session_start) / (step + 1 - session_first)
+                log(f"pretrain: step {step + 1}/{p.steps} loss {loss.item():.3f} shape accuracy (running) {accuracy:.3f}, "
+                    f"{per_step:.2f} s/step, about {per_step * (p.steps - step - 1) / 60:.1f} min left")
+                save_checkpoint(partial, both, optimizer, {"step": step + 1, "accuracy": accuracy,
+                                                           "generator": generator.get_state().tolist()})
         tmp = target.with_name(target.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -109,6 +128,7 @@ class ShapesClassifier(Pretrainer):
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
+        shutil.rmtree(partial, ignore_errors=True)
         log(f"pretrain: done in {time.perf_counter() - start:.0f} s")
 
 
