@@ -234,11 +234,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .errors import RunError
     from .model import load_trained_model
-    from .reconstruct import load_images, reconstruct, save_grid
+    from .reconstruct import check_images, load_images, reconstruct, save_grid
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise RunError(f"image not found: {missing[0]}")
+    check_images(args.images)  # before minutes of model loading
     if args.output and Path(args.output).suffix.lower() not in IMAGE_OUTPUTS:
         raise RunError(f"--output {args.output}: name the image file to write, ending in {' or '.join(IMAGE_OUTPUTS)}")
     model, _, stage = load_trained_model(args.run, _manager(args), args.stage, train_missing=False)

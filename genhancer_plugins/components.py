@@ -101,6 +101,8 @@ class ComponentSpec:
             picks one and its ``params`` override single fields.
         default_preset: preset applied when a recipe names none.
         description: one line for ``genhancer plugins``.
+        check: ``check(params) -> [problem, ...]``: what ``validate`` can see is
+            wrong before a run starts (a data directory that does not exist).
         scores: evaluators only: the kind of model they score, ``"encoder"``
             (an :class:`~genhancer_plugins.interfaces.ImageTextModel`: recipe
             ``eval:``, ``genhancer eval``) or ``"mllm"`` (a
@@ -116,3 +118,5 @@ class ComponentSpec:
     default_preset: str | None = None
     description: str = ""
     scores: Literal["encoder", "mllm"] = "encoder"
+    #: Optional offline check of validated params (data that is not there, say), shown by ``genhancer validate``.
+    check: Callable[[Any], list[str]] | None = None

@@ -45,6 +45,11 @@ class Evaluator(ABC):
         """Score one model: an :class:`ImageTextModel` for evaluators registered with
         ``scores="encoder"``, a :class:`MultipleChoiceModel` for ``scores="mllm"``."""
 
+    def legend(self, results: Mapping[str, EvalResult], reference: str | None = None) -> str:
+        """Optionally, text printed under the side-by-side table: what the columns mean and
+        what a reader should notice (the comparison is ``results``, ``reference`` first)."""
+        return ""
+
     def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path | None:
         """Optionally draw the models' results side by side; return the file written."""
         return None
@@ -109,8 +114,12 @@ def read_result(output_dir: Path, label: str) -> EvalResult | None:
 
 
 def write_comparison(evaluator: Evaluator, results: Mapping[str, EvalResult], output_dir: Path, reference: str | None = None) -> str:
-    """``summary.json`` with every model side by side, the evaluator's plot, and the table (returned)."""
+    """``summary.json`` with every model side by side, the evaluator's plot, and the table
+    with the evaluator's legend under it (returned)."""
     table = side_by_side(results, reference)
+    legend = evaluator.legend(results, reference)
+    if legend:
+        table += "\n\n" + legend
     summary: dict[str, Any] = {
         "evaluator": evaluator.name,
         "models": {label: {"metrics": r.metrics, "primary": r.primary, "info": r.info} for label, r in results.items()},

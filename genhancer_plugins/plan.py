@@ -40,7 +40,10 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         "output_dir": output_dir or recipe.output_dir,
         "components": {},
     }
+    plan["warnings"] = []
     for section, comp in components.items():
+        if comp.registered.spec.check is not None:
+            plan["warnings"] += comp.registered.spec.check(comp.params)
         plan["components"][section] = {
             "kind": comp.kind,
             "name": comp.ref.name,
@@ -159,6 +162,8 @@ def render_plan(plan: dict[str, Any]) -> str:
     for section, comp in plan["components"].items():
         preset = f" preset {comp['preset']}" if comp["preset"] else ""
         lines.append(f"  {section:<12} {comp['name']}{preset}  ({comp['provided_by']})")
+        if comp["params"].get("trust_remote_code"):
+            lines.append(f"  {'':<12} trust_remote_code: true (runs Python code shipped with the checkpoint)")
     sizes = plan["parameters"]
     if isinstance(sizes, dict):
         lines.append("parameters:")
@@ -189,5 +194,7 @@ def render_plan(plan: dict[str, Any]) -> str:
         f"data     {data['dataset']} {json.dumps(data['params'])}, {data['batch_size_per_device']} per device "
         f"x {data['gradient_accumulation_steps']} accumulation"
     )
-    lines.append("recipe is valid")
+    for warning in plan.get("warnings", []):
+        lines.append(f"warning: {warning}")
+    lines.append("recipe is valid" + (" (see the warnings above)" if plan.get("warnings") else ""))
     return "\n".join(lines)

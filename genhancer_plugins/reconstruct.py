@@ -66,6 +66,16 @@ def save_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Path, cell: int
     return path
 
 
+def check_images(paths: Sequence[str | Path]) -> None:
+    """Every file opens as an image (header and structure), or an error names the first that does not."""
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except OSError as exc:
+            raise RunError(f"{path}: not a readable image ({exc})") from None
+
+
 def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
     """Image files -> [B,3,size,size] in [0,1] (centre crop to square, bicubic)."""
     tensors = []

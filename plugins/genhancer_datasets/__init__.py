@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl
@@ -19,6 +20,20 @@ def _build_image_folder(params: ImageFolderParams, image_size: int, seed: int = 
     from .image_folder import ImageFolder
 
     return ImageFolder(params, image_size, seed)
+
+
+def _check_image_folder(params: ImageFolderParams) -> list[str]:
+    path = Path(params.root or params.list_file).expanduser()
+    exists = path.is_dir() if params.root else path.is_file()
+    field = "data.params.root" if params.root else "data.params.list_file"
+    return [] if exists else [f"{field} {path} does not exist (yet)"]
+
+
+def _check_webdataset(params: WebDatasetParams) -> list[str]:
+    from .webdataset import expand_shards
+
+    missing = [s for s in expand_shards(params.shards) if "://" not in s and not Path(s).expanduser().is_file()]
+    return [f"data.params.shards: {len(missing)} shard(s) not found, first {missing[0]}"] if missing else []
 
 
 def _build_webdataset(params: WebDatasetParams, image_size: int, seed: int = 0) -> Any:
@@ -42,6 +57,7 @@ def genhancer_components() -> list[ComponentSpec]:
             name="image_folder",
             factory=_build_image_folder,
             params=ImageFolderParams,
+            check=_check_image_folder,
             description="every image under a directory (recursive) or in a JSONL/CSV list; random resized crop 0.9-1.0",
         ),
         ComponentSpec(
@@ -49,6 +65,7 @@ def genhancer_components() -> list[ComponentSpec]:
             name="webdataset",
             factory=_build_webdataset,
             params=WebDatasetParams,
+            check=_check_webdataset,
             description="img2dataset tar shards (CC3M's usual form); streaming, sharded per process and worker",
         ),
     ]

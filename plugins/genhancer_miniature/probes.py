@@ -41,6 +41,10 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tupl
     return w.detach(), b.detach()
 
 
+#: Points a global-semantics guard may fall before the legend flags it.
+GUARD_TOLERANCE = 2.0
+
+
 class ShapesProbeEvaluator(Evaluator):
     name = "shapes_probe"
 
@@ -111,6 +115,26 @@ class ShapesProbeEvaluator(Evaluator):
                     candidates.append(Path(original) / "coarse_head.safetensors")
         found = next((c for c in candidates if c.is_file()), None)
         return load_file(found) if found else None
+
+    def legend(self, results: Mapping[str, EvalResult], reference: str | None = None) -> str:
+        fine = ", ".join(a for a in self.attributes if a in FINE)
+        lines = [
+            "How to read this table:",
+            f"  probe_<attribute>  accuracy (%) of a linear probe reading the attribute from the global token; fine-grained: {fine}",
+            "  pairs_<attribute>  % of image pairs differing only in that attribute where the probe gets both images right (MMVP-style)",
+            "  *_fine_mean        the mean over the fine-grained attributes: what GenHancer should raise",
+            "  probe_shape        the coarse label, read by a fresh probe: global semantics, which should stay",
+            "  coarse_zero_shot   the original encoder's own shape head applied unchanged to the new features: the strict guard",
+            "                     of global semantics (the paper's Table 3 keeps zero-shot accuracy within 0.3 points)",
+        ]
+        if reference in results and len(results) == 2:
+            other = next(label for label in results if label != reference)
+            for guard in ("probe_shape", "coarse_zero_shot"):
+                before, after = results[reference].metrics.get(guard), results[other].metrics.get(guard)
+                if before is not None and after is not None and before - after > GUARD_TOLERANCE:
+                    lines.append(f"WARNING: {guard} fell by {before - after:.1f} points ({before:.1f} -> {after:.1f}): the "
+                                 f"{other} encoder lost global semantics (tolerance {GUARD_TOLERANCE:g} points)")
+        return "\n".join(lines)
 
     def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path:
         import matplotlib
