@@ -101,6 +101,23 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     rep.add_argument("--output", "-o", default="genhancer-report", help="report directory (default: genhancer-report)")
     rep.set_defaults(handler=cmd_report)
 
+    bench = sub.add_parser(
+        "bench", help="time and size a recipe's training steps with random weights (no data, no download)",
+        description=("Build every component at the recipe's sizes with random weights, run warm-up and timed steps of each stage "
+                     "on random images, and print images/s, the step split by component, peak memory, training FLOPs per image "
+                     "(counted from the model), achieved TFLOP/s and MFU. --dry counts FLOPs on the meta device without "
+                     "running or allocating anything."))
+    add_recipe_args(bench)
+    bench.add_argument("--batch-sizes", default="2", help="comma-separated per-device batch sizes to sweep, e.g. 2,8,16,32")
+    bench.add_argument("--stages", default=",".join(STAGES), help="which stages (default: both)")
+    bench.add_argument("--steps", type=int, default=3, help="timed steps per point (default 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    bench.add_argument("--dry", action="store_true", help="count FLOPs only (meta device): any size, no memory")
+    bench.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    bench.add_argument("--peak-tflops", type=float, help="the device's peak for MFU (known GPUs are looked up)")
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.set_defaults(handler=cmd_bench)
+
     plugins = sub.add_parser("plugins", help="list registered components and where they come from",
                              description="List every component by kind and name, with the plugin and distribution providing it, "
                                          "and any plugin that failed to load.")
@@ -163,6 +180,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
     plan = make_plan(loaded, manager, args.output_dir)
     print(json.dumps(plan, indent=2) if args.json else render_plan(plan))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import render_bench, run_bench
+    from .errors import RecipeError
+    from .recipe import STAGES, load_recipe
+
+    manager = _manager(args)
+    loaded = load_recipe(args.recipe, args.overrides, manager=manager)
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    except ValueError:
+        raise RecipeError(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers such as 2,8,16") from None
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not batch_sizes or min(batch_sizes) < 1:
+        raise RecipeError(f"--stages takes {', '.join(STAGES)} and --batch-sizes positive integers")
+    log = (lambda message: None) if args.json else (lambda message: print(f"[genhancer] {message}", flush=True))
+    result = run_bench(loaded, manager, batch_sizes, stages, steps=args.steps, warmup=args.warmup, dry=args.dry,
+                       device=args.device, peak_tflops=args.peak_tflops, log=log)
+    print(json.dumps(result, indent=2) if args.json else render_bench(result))
     return 0
 
 

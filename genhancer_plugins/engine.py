@@ -158,6 +158,13 @@ class Run:
         acc = self.accelerator
         self.model = build_model(self.loaded, self.manager, self.components, self.log, acc.is_main_process, acc.wait_for_everyone)
         self.model.to(acc.device)
+        train = self.recipe.train
+        if train.gradient_checkpointing:
+            done = [name for name in ("encoder", "denoiser") if getattr(self.model, name).enable_gradient_checkpointing()]
+            self.log(f"gradient checkpointing: {', '.join(done) or 'no component supports it'}")
+        if train.compile:  # in place: parameter names (checkpoints, exports) stay as they are
+            self.model.encoder.compile()
+            self.log("torch.compile: encoder" + (", denoiser" if self.model.denoiser.compile_network() else " (the denoiser cannot)"))
         try:
             self.dataset = self.components["data"].build(image_size=self.model.encoder.spec.image_size, seed=self.recipe.train.seed)
         except (FileNotFoundError, ValueError) as exc:  # a missing shard or directory: fail at start-up, clearly

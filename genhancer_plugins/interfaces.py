@@ -97,6 +97,10 @@ class Encoder(nn.Module, ABC):
         """Write the encoder in the Hugging Face layout any user can load, with
         floating-point weights in ``dtype`` (default: as they are)."""
 
+    def enable_gradient_checkpointing(self) -> bool:
+        """Recompute activations in backward to save memory; False if this encoder cannot."""
+        return False
+
     def reload(self, directory: Path) -> "Encoder":
         """A new encoder read from what :meth:`save_pretrained` wrote (the export check)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read its own export back")
@@ -148,6 +152,14 @@ class Denoiser(nn.Module, ABC):
     @abstractmethod
     def sample(self, condition: Condition, steps: int = 20) -> Tensor:
         """Generate a batch of targets for the given condition."""
+
+    def enable_gradient_checkpointing(self) -> bool:
+        """Recompute activations in backward to save memory; False if this denoiser cannot."""
+        return False
+
+    def compile_network(self) -> bool:
+        """``torch.compile`` the network in place (parameter names unchanged); False if this denoiser cannot."""
+        return False
 
     def save_pretrained(self, directory: Path) -> None:
         """Write the trained denoiser in its library's own layout (default: its

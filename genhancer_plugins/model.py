@@ -36,6 +36,8 @@ class GenHancerModel(nn.Module):
         """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
         autocast: the release encodes with the VAE in fp32, and the encode is
         cheap next to the denoiser."""
+        if images.device.type == "meta":  # counting FLOPs on shapes alone: there is no autocast to leave
+            return self.tokenizer.encode(images.float())
         with torch.autocast(device_type=images.device.type, enabled=False):
             return self.tokenizer.encode(images.float())
 

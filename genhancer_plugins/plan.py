@@ -114,6 +114,9 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             if s2.encoder_tuning == "lora":
                 entry["lora"] = s2.lora.model_dump(mode="json")
     plan["stages"] = stages
+    if models is not None:
+        plan["memory_per_gpu_gb"] = memory_estimates(sum(plan["parameters"][k] for k in ("encoder", "tokenizer", "denoiser", "projector")),
+                                                     {name: s["trainable"] for name, s in stages.items() if "trainable" in s})
     train = recipe.train
     plan["train"] = {
         "mixed_precision": train.mixed_precision,
@@ -141,6 +144,22 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         "params": components["data"].params.model_dump(mode="json"),
     }
     return plan
+
+
+def memory_estimates(total: int, trainable: dict[str, int], gpus: int = 8) -> dict[str, Any]:
+    """Per-GPU memory of weights, gradients and AdamW states (fp32: 4 + 4 + 8 bytes per trained
+    parameter, 4 per frozen one), under DDP and when sharded over ``gpus`` (ZeRO-2 / FSDP
+    SHARD_GRAD_OP shard gradients and optimiser states; ZeRO-3 / FSDP FULL_SHARD the weights
+    too). Activations come on top: ``genhancer bench`` measures them."""
+    gb = 2**30
+    out: dict[str, Any] = {"gpus": gpus, "note": "weights, gradients and optimiser states only; activations on top (genhancer bench)"}
+    for stage, n in trainable.items():
+        out[stage] = {
+            "ddp": round((4 * total + 12 * n) / gb, 1),
+            "zero2": round((4 * total + 12 * n / gpus) / gb, 1),
+            "zero3": round((4 * total + 12 * n) / gpus / gb, 1),
+        }
+    return out
 
 
 def _human(n: Any) -> str:
@@ -177,6 +196,12 @@ def render_plan(plan: dict[str, Any]) -> str:
         trainable = f"{_human(stage['trainable'])} trainable ({stage['trainable']:,}): {stage['what']}; " if "trainable" in stage else ""
         lines.append(f"  {name}: {trainable}{stage['length']}, lr {stage['learning_rate']:g} {stage['lr_schedule']}, "
               f"AdamW betas {tuple(stage['betas'])} weight decay {stage['weight_decay']:g}, grad-norm clip {stage['max_grad_norm']}")
+    memory = plan.get("memory_per_gpu_gb")
+    if memory:
+        for stage in (s for s in memory if s.startswith("stage")):
+            m = memory[stage]
+            lines.append(f"  {stage} memory per GPU (weights + grads + AdamW, before activations): DDP {m['ddp']} GB, "
+                         f"sharded over {memory['gpus']}: ZeRO-2 {m['zero2']} GB, ZeRO-3/FSDP {m['zero3']} GB")
     train = plan["train"]
     lines.append(f"precision {train['mixed_precision']} (master weights {train['master_weights']}, tokenizer encodes in "
           f"{train['tokenizer_encode']}); export {plan['export']['dtype']}")

@@ -36,6 +36,8 @@ class ComponentRef(_Strict):
 class DataSettings(ComponentRef):
     batch_size: PositiveInt = Field(16, description="images per device per micro-batch")
     num_workers: NonNegativeInt = 0
+    pin_memory: bool | Literal["auto"] = Field("auto", description="page-locked batches for faster copies; auto: on a GPU")
+    persistent_workers: bool | Literal["auto"] = Field("auto", description="keep loader workers between epochs; auto: when num_workers > 0")
 
 
 class LoraSettings(_Strict):
@@ -84,6 +86,14 @@ class TrainSettings(_Strict):
     keep_checkpoints: PositiveInt = 2
     log_every: PositiveInt = 10
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    # -- speed (docs/performance.md measures each) --
+    compile: bool = Field(False, description="torch.compile the encoder and the denoiser (the first steps compile)")
+    fused_optimizer: bool | Literal["auto"] = Field("auto", description="fused AdamW (one kernel per step); auto: on a GPU")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% more compute")
+    cast_frozen: bool = Field(True, description="under bf16/fp16, hold stage 1's frozen encoder in the compute dtype (fp32 restored after)")
+    loss_sync: Literal["every_step", "logged"] = Field(
+        "every_step", description="read the loss back (and average it over processes) every step, or only on logged steps"
+    )
 
 
 class PreviewSettings(_Strict):

@@ -14,6 +14,7 @@ through the lifecycle hooks like any plugin.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -154,12 +155,15 @@ class StageTrainer:
 
     def _dataloader(self) -> torch.utils.data.DataLoader:
         data, dataset = self.run.recipe.data, self.run.dataset
+        options = {
+            "batch_size": data.batch_size, "drop_last": True, "num_workers": data.num_workers, "collate_fn": collate,
+            "pin_memory": torch.cuda.is_available() if data.pin_memory == "auto" else data.pin_memory,
+            "persistent_workers": data.num_workers > 0 and data.persistent_workers in ("auto", True),
+        }
         if self.run.streaming:
-            return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, drop_last=True,
-                                               num_workers=data.num_workers, collate_fn=collate)
-        return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, shuffle=True, drop_last=True,
-                                           num_workers=data.num_workers, collate_fn=collate,
-                                           generator=torch.Generator().manual_seed(self.run.recipe.train.seed))
+            return torch.utils.data.DataLoader(dataset, **options)
+        return torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(self.run.recipe.train.seed),
+                                           **options)
 
     def _total_steps(self, batches_per_epoch: int) -> int:
         if self.settings.steps:
@@ -197,7 +201,10 @@ class StageTrainer:
         self._stage2_start()
         trainable = [p for p in run.model.parameters() if p.requires_grad]
         s = self.settings
-        optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay)
+        fused = recipe.train.fused_optimizer
+        fused = acc.device.type == "cuda" if fused == "auto" else fused
+        optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
+                                      **({"fused": True} if fused else {}))
         acc.free_memory()  # drop the previous stage's wrappers
         if run.streaming:
             model, optimizer = acc.prepare(run.model, optimizer)
@@ -221,13 +228,37 @@ class StageTrainer:
             run.model.encoder.eval()  # frozen: no dropout, fixed statistics
         run.manager.hook.genhancer_stage_start(stage=self._info(position[0], None, total))
         start = time.perf_counter()
-        step = self._loop(model, optimizer, loader, trainable, total, batches_per_epoch, position, result)
+        with self._frozen_in_compute_dtype():
+            step = self._loop(model, optimizer, loader, trainable, total, batches_per_epoch, position, result)
         result.steps = step
         result.final_loss = result.losses[-1][1] if result.losses else None
         result.wall_time_s += time.perf_counter() - start
         self._finish(optimizer, result, position)
         run.manager.hook.genhancer_stage_end(stage=self._info(step, result.final_loss, total))
         return result
+
+    @contextlib.contextmanager
+    def _frozen_in_compute_dtype(self) -> Any:
+        """Stage 1 under bf16/fp16: the frozen encoder's linear and convolution weights (what
+        autocast casts again every step) cast once to the compute dtype, so the numbers are
+        the same; its fp32 weights come back afterwards, bit for bit, for stage 2 and the
+        export. Norms, embeddings and buffers, which autocast keeps in fp32, stay fp32."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.accelerator.mixed_precision)
+        encoder = self.run.model.encoder
+        if self.stage != STAGE1 or dtype is None or not self.run.recipe.train.cast_frozen:
+            yield
+            return
+        cast = [p for m in encoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for p in m.parameters(recurse=False)]
+        kept = {name: p.detach().to("cpu", copy=True) for name, p in encoder.named_parameters()}
+        with torch.no_grad():
+            for p in cast:
+                p.data = p.data.to(dtype)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in encoder.named_parameters():
+                    p.data = kept[name].to(p.device)
 
     def _resume(self, optimizer: Any, result: StageResult, total: int) -> list[int]:
         """[step, epoch, batches done]: zeros, or the newest checkpoint's when resuming."""
@@ -257,6 +288,7 @@ class StageTrainer:
         accum = recipe.train.gradient_accumulation_steps
         samples_per_step = recipe.data.batch_size * world * accum
         last_time, micro, running, skipped = time.perf_counter(), step * accum, [], []
+        mean_loss = result.losses[-1][1] if result.losses else float("nan")
         started = time.perf_counter()
         while step < total:
             batches_before = batches_done
@@ -278,12 +310,14 @@ class StageTrainer:
                 if not acc.sync_gradients:
                     continue
                 step += 1
-                mean_loss = acc.reduce(torch.stack(running).mean(), reduction="mean").item()
-                running = []
+                logged = step % recipe.train.log_every == 0 or step == total
+                if recipe.train.loss_sync == "every_step" or logged:
+                    mean_loss = acc.reduce(torch.stack(running).mean(), reduction="mean").item()
+                    result.losses.append((step, mean_loss))
+                running = []  # loss_sync "logged": no device sync between logged steps; hooks see the last logged loss
                 now = time.perf_counter()
                 throughput = samples_per_step / max(now - last_time, 1e-9)
                 last_time = now
-                result.losses.append((step, mean_loss))
                 run.manager.hook.genhancer_step_end(step=StepInfo(
                     self.stage, step, total, mean_loss, optimizer.param_groups[0]["lr"], throughput, rank, run.model.parts()))
                 every = recipe.train.checkpoint_every

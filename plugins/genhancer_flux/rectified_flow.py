@@ -83,7 +83,8 @@ class RectifiedFlowDenoiser(Denoiser):
         if condition.tokens is None or condition.pooled is None:
             raise ValueError("rectified_flow needs both a pooled vector and condition tokens from the conditioner")
         txt_ids = self.condition_ids(condition)
-        if txt_ids.shape[0] == 1 or bool((txt_ids == txt_ids[:1]).all()):
+        shared = condition.token_positions is None or txt_ids.shape[0] == 1 or txt_ids.device.type == "meta"
+        if shared or bool((txt_ids == txt_ids[:1]).all()):
             return self._velocity(noisy, t, condition.tokens, condition.pooled, txt_ids[0])
         # FLUX takes one set of txt ids per call: samples whose condition tokens sit at
         # different places (cls_local, random selection) run one at a time.
@@ -119,6 +120,14 @@ class RectifiedFlowDenoiser(Denoiser):
             guidance=guidance,
             return_dict=False,
         )[0]
+
+    def enable_gradient_checkpointing(self) -> bool:
+        self.transformer.enable_gradient_checkpointing()
+        return True
+
+    def compile_network(self) -> bool:
+        self.transformer.compile()  # the MM-DiT; noise and timesteps stay eager, so random streams are unchanged
+        return True
 
     def save_pretrained(self, directory: Path) -> None:
         """The FLUX transformer in diffusers' layout: ``FluxTransformer2DModel.from_pretrained(directory)`` opens it."""

@@ -77,7 +77,7 @@ class HFVisionEncoder(Encoder):
         size = self.spec.image_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-        pixel_values = (images - self.pixel_mean) / self.pixel_std
+        pixel_values = (images - self.pixel_mean.to(images.device)) / self.pixel_std.to(images.device)
         out = self.vision_trunk(pixel_values=pixel_values)
         pooled = out.pooler_output
         projection = getattr(self.model, "visual_projection", None)
@@ -121,6 +121,10 @@ class HFVisionEncoder(Encoder):
         self.processor.save_pretrained(directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)
+
+    def enable_gradient_checkpointing(self) -> bool:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return True
 
     def reload(self, directory: Path) -> "HFVisionEncoder":
         return build_encoder(self.family.name, HFEncoderParams(source=str(directory)))

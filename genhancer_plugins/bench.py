@@ -1,0 +1,207 @@
+"""``genhancer bench``: what a recipe costs before a cluster job starts.
+
+Every component is built at the recipe's sizes with random weights (no download:
+a component whose params have a ``source`` builds from its ``config`` when the
+source is null, the convention of the built-in encoders and tokenizers; no data:
+random images at the encoder's resolution). Per stage and batch size it times a
+few steps split by component, reads peak memory, and counts training FLOPs (one
+forward + backward, counted by ``torch.utils.flop_counter`` on the model itself;
+the optimiser's few FLOPs per parameter are left out). ``dry`` counts FLOPs on the meta device only: nothing runs,
+nothing is allocated, any size fits.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .build import build_models, resolve_components
+from .components import construction_device
+from .interfaces import count_parameters
+from .model import GenHancerModel
+from .recipe import LoadedRecipe
+from .stage import configure_trainable
+from .tables import text_table
+
+#: Dense bf16 tensor-core peaks (TFLOP/s) by device name, for MFU when --peak-tflops is not given.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
+PARTS = ("tokenizer_encode", "encoder", "conditioner", "denoiser_forward", "backward", "optimizer")
+
+
+@dataclass
+class BenchRow:
+    stage: str
+    batch_size: int
+    flops_per_image: float
+    trainable_parameters: int
+    images_per_s: float | None = None
+    step_ms: float | None = None
+    split_ms: dict[str, float] = field(default_factory=dict)
+    peak_memory_gb: float | None = None
+    memory_kind: str = ""
+    achieved_tflops: float | None = None
+    mfu: float | None = None
+    error: str | None = None
+
+
+def random_weight_components(loaded: LoadedRecipe, manager: Any) -> dict[str, Any]:
+    """The recipe's components, with every ``source`` set to null: random weights at the preset's sizes."""
+    components = resolve_components(loaded, manager)
+    for component in components.values():
+        if "source" in type(component.params).model_fields and getattr(component.params, "source", None) is not None:
+            component.params = component.params.model_copy(update={"source": None})
+    return components
+
+
+def _model(components: dict[str, Any], meta: bool) -> GenHancerModel:
+    models = build_models(components, meta=meta)
+    return GenHancerModel(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
+
+
+def count_flops(model: GenHancerModel, batch: int, device: str | torch.device) -> float:
+    """FLOPs of one training step's forward and backward for ``batch`` images (the model's own ops)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = model.encoder.spec.image_size
+    images = torch.rand(batch, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        loss = model(images)
+        if loss.requires_grad:
+            loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30, "device"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS (peak so far)"
+
+
+def _timed_step(model: GenHancerModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, autocast: Any) -> dict[str, float]:
+    device = images.device
+    marks = []
+
+    def mark() -> None:
+        _sync(device)
+        marks.append(time.perf_counter())
+
+    mark()
+    targets = model.targets(images)
+    mark()
+    with autocast():
+        encoded = model.encoder(images)
+        mark()
+        condition = model.conditioner(encoded)
+        mark()
+        loss = model.denoiser.loss(targets, condition)
+    mark()
+    loss.backward()
+    mark()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    mark()
+    return {part: 1000 * (b - a) for part, a, b in zip(PARTS, marks, marks[1:])}
+
+
+def _peak(device: torch.device, given: float | None) -> float | None:
+    if given:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
+
+
+def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages: list[str], steps: int = 3, warmup: int = 1,
+              dry: bool = False, device: str | None = None, peak_tflops: float | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    recipe = loaded.recipe
+    device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    components = random_weight_components(loaded, manager)
+    model = _model(components, meta=dry)
+    if not dry:
+        model.to(device_)
+    where = torch.device("meta") if dry else device_
+    precision = recipe.train.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if device_.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def autocast() -> Any:
+        return torch.autocast(device_.type, dtype=dtype) if dtype is not None else torch.autocast(device_.type, enabled=False)
+
+    sizes = {"encoder": count_parameters(model.encoder), "denoiser": count_parameters(model.denoiser),
+             "projector": count_parameters(model.conditioner), "tokenizer": count_parameters(model.tokenizer)}
+    rows: list[BenchRow] = []
+    for stage in stages:
+        with construction_device(dry):
+            configure_trainable(model, stage, recipe, where)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        flops = count_flops(model, 2, where) / 2
+        for batch in batch_sizes:
+            row = BenchRow(stage, batch, flops, sum(p.numel() for p in trainable))
+            rows.append(row)
+            if dry:
+                continue
+            log(f"bench: {stage} at batch {batch} ({warmup} warm-up + {steps} timed steps)")
+            fused = device_.type == "cuda"  # fused AdamW: one kernel per step where the device has it
+            optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=fused) if fused else torch.optim.AdamW(trainable, lr=1e-5)
+            if device_.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device_)
+            size = model.encoder.spec.image_size
+            try:
+                timings = []
+                for index in range(warmup + steps):
+                    images = torch.rand(batch, 3, size, size, device=device_)
+                    split = _timed_step(model, optimizer, images, autocast)
+                    if index >= warmup:
+                        timings.append(split)
+            except torch.OutOfMemoryError:
+                row.error = "out of memory"
+                optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                continue
+            row.split_ms = {part: sum(t[part] for t in timings) / len(timings) for part in PARTS}
+            row.step_ms = sum(row.split_ms.values())
+            row.images_per_s = 1000 * batch / row.step_ms
+            row.peak_memory_gb, row.memory_kind = _peak_memory(device_)
+            row.achieved_tflops = flops * batch / (row.step_ms / 1000) / 1e12
+            peak = _peak(device_, peak_tflops)
+            row.mfu = row.achieved_tflops / peak if peak else None
+            del optimizer
+    return {"recipe": loaded.recipe.name, "device": str(device_) if not dry else "meta (FLOPs only)",
+            "device_name": torch.cuda.get_device_name(device_) if device_.type == "cuda" and not dry else None,
+            "precision": precision, "image_size": model.encoder.spec.image_size, "parameters": sizes,
+            "peak_tflops": None if dry else _peak(device_, peak_tflops), "rows": [asdict(r) for r in rows]}
+
+
+def render_bench(result: dict[str, Any]) -> str:
+    lines = [f"recipe {result['recipe']} on {result['device']}" + (f" ({result['device_name']})" if result["device_name"] else "")
+             + f", precision {result['precision']}, image size {result['image_size']}",
+             "parameters: " + ", ".join(f"{k} {v:,}" for k, v in result["parameters"].items())]
+    header = ["stage", "batch", "GFLOP/image", "images/s", "step ms", *PARTS, "peak GB", "TFLOP/s", "MFU"]
+    rows = []
+    for r in result["rows"]:
+        split = [f"{100 * r['split_ms'][p] / r['step_ms']:.0f}%" if r["step_ms"] else "-" for p in PARTS]
+        rows.append([r["stage"], r["batch_size"], f"{r['flops_per_image'] / 1e9:,.4g}",
+                     r["error"] or (f"{r['images_per_s']:.2f}" if r["images_per_s"] is not None else "-"),
+                     f"{r['step_ms']:.0f}" if r["step_ms"] else "-", *split,
+                     f"{r['peak_memory_gb']:.2f}" if r["peak_memory_gb"] is not None else "-",
+                     f"{r['achieved_tflops']:.3f}" if r["achieved_tflops"] is not None else "-",
+                     f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"])
+    lines.append(text_table(header, rows))
+    memory = next((r["memory_kind"] for r in result["rows"] if r["memory_kind"]), "")
+    if memory:
+        lines.append(f"peak memory: {memory}; step split: share of the step per component; FLOPs: forward + backward, counted")
+    return "\n".join(lines)
+
