@@ -68,7 +68,7 @@ class EngineCallbacks:
 
         run = self.run
         if self._main:
-            images = probe_images(run.dataset, run.recipe.preview.images).to(run.accelerator.device)
+            images = probe_images(run.probe_dataset, run.recipe.preview.images).to(run.accelerator.device)
             with run.accelerator.autocast():
                 outputs = reconstruct(run.model, images, steps=run.recipe.preview.sampling_steps, seed=run.recipe.train.seed)
             save_grid(images, outputs, path)

@@ -37,7 +37,7 @@ from .rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recip
 from .stage import StageResult, StageTrainer, configure_trainable
 from .tables import difference
 
-OUTPUT_ENTRIES = (*STAGES, "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
+OUTPUT_ENTRIES = (*STAGES, "cache", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
 
 
 def library_versions() -> dict[str, str]:
@@ -71,6 +71,7 @@ class Run:
         self.eval_results: dict[str, dict[str, Any]] = {}
         self.phase_results: dict[str, Any] = {}
         self.recipe_changes: list[str] = []
+        self.cache = None
         self.lock = RunLock(self.output_dir)
 
     # -- 1 -------------------------------------------------------------------
@@ -171,10 +172,12 @@ class Run:
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         if len(self.dataset) == 0:
             raise RunError(f"dataset {self.recipe.data.name!r} is empty")
+        self.probe_dataset = self.dataset  # previews and the export check read real images, never cached rows
         try:  # one item now: a collection without a single readable image fails here, in one line
             probe_images(self.dataset, 1)
         except ValueError as exc:
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
+        self._setup_frozen_work()
         self.evaluators = [self._build_evaluator(spec) for spec in self.evaluator_specs]
         if self.recipe.train.report_to:
             acc.init_trackers(self.recipe.name, config=self._tracker_config())
@@ -185,6 +188,28 @@ class Run:
             f"projector ({count_parameters(self.model.conditioner):,}); dataset {len(self.dataset):,} images; "
             f"{acc.num_processes} process(es) on {acc.device}, precision {acc.mixed_precision}"
         )
+
+    def _setup_frozen_work(self) -> None:
+        """Fixed crops per image and the cache of the frozen modules' work (genhancer_plugins.cache)."""
+        from .cache import FixedCrops, FrozenCache
+
+        self.cache = None
+        crops = self.recipe.data.fixed_crops
+        if not crops:
+            return
+        if self.streaming:
+            raise RunError(f"data.fixed_crops needs a map-style dataset; {self.recipe.data.name} streams")
+        self.dataset = FixedCrops(self.dataset, crops, self.recipe.train.seed, self.model.encoder.spec.image_size)
+        settings = self.recipe.cache
+        if settings.enabled:
+            raw = self.loaded.raw
+            fingerprint = {section: raw.get(section) for section in ("encoder", "tokenizer", "data", "pretrain")}
+            fingerprint |= {"encoder_source": self.model.encoder.pretrained_source(), "image_size": self.model.encoder.spec.image_size,
+                            "seed": self.recipe.train.seed, "precision": self.accelerator.mixed_precision, "scheme": 1}
+            root = Path(settings.directory).expanduser() if settings.directory else self.output_dir / "cache"
+            dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[settings.dtype]
+            self.cache = FrozenCache(root, fingerprint, dtype, self.accelerator.process_index)
+            self.log(f"frozen-work cache: {self.cache.directory} ({sum(len(v) for v in self.cache.entries.values()):,} entries)")
 
     @staticmethod
     def _build_evaluator(spec: Any) -> Any:
@@ -254,7 +279,7 @@ class Run:
         from .export import export_encoder
 
         acc = self.accelerator
-        info = export_encoder(self.model.encoder, probe_images(self.dataset, 4).to(acc.device), self.output_dir / "export",
+        info = export_encoder(self.model.encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",
                               self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), acc.is_main_process, self.log)
         acc.wait_for_everyone()
         self.manager.hook.genhancer_export_end(export=ExportInfo(self.output_dir / "export", self.recipe, acc.process_index))
@@ -301,6 +326,7 @@ class Run:
             "eval": self._eval_summary(),
             **{name: result for name, result in self.phase_results.items()},
             "recipe_changes_on_resume": self.recipe_changes,
+            "cache": self.cache.stats() if getattr(self, "cache", None) else None,
             "wall_time_s": round(wall_time, 2),
             "completed": completed,
         }

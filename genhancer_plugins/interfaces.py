@@ -135,6 +135,16 @@ class ImageTokenizer(nn.Module, ABC):
     def decode(self, targets: Tensor) -> Tensor:
         """Targets -> images in [0, 1]."""
 
+    def encode_parameters(self, images: Tensor) -> Tensor:
+        """What the frozen-work cache stores per image: everything :meth:`encode` computes
+        before its random draw (a VAE's latent mean and log-variance). Default: the targets
+        themselves, right for a deterministic tokenizer."""
+        return self.encode(images)
+
+    def targets_from_parameters(self, parameters: Tensor) -> Tensor:
+        """Targets from :meth:`encode_parameters`' output, drawing fresh noise where :meth:`encode` would."""
+        return parameters
+
 
 #: The name the recipe section (``tokenizer:``) and existing plugins use.
 Tokenizer = ImageTokenizer
@@ -173,6 +183,9 @@ class Denoiser(nn.Module, ABC):
 
 class Conditioner(nn.Module, ABC):
     """Turns encoder output into the denoiser's condition (holds projector h)."""
+
+    #: Whether :meth:`forward` reads ``local_tokens`` (the frozen-work cache stores them only then).
+    uses_local_tokens: bool = True
 
     @abstractmethod
     def forward(self, encoded: EncoderOutput) -> Condition:

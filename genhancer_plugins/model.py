@@ -13,7 +13,7 @@ from torch import nn
 from .build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
 from .checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
 from .errors import RunError
-from .interfaces import Conditioner, Denoiser, Encoder, ImageTokenizer
+from .interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
 from .manager import PluginManager
 from .recipe import STAGES, LoadedRecipe
 
@@ -29,8 +29,17 @@ class GenHancerModel(nn.Module):
         self.tokenizer = tokenizer
         self.denoiser = denoiser
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.denoiser.loss(self.targets(images), self.conditioner(self.encoder(images)))
+    def forward(self, images: torch.Tensor, target_parameters: torch.Tensor | None = None,
+                global_token: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of a batch. The frozen work may come precomputed (:mod:`genhancer_plugins.cache`):
+        the tokenizer's target parameters, and in stage 1 the encoder's global token."""
+        if target_parameters is not None:
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                targets = self.tokenizer.targets_from_parameters(target_parameters)
+        else:
+            targets = self.targets(images)
+        encoded = EncoderOutput(global_token, None) if global_token is not None else self.encoder(images)
+        return self.denoiser.loss(targets, self.conditioner(encoded))
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
@@ -75,11 +84,14 @@ def build_model(
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images; keep keys, and the keys of unreadable samples datasets skipped."""
-    return {
+    batch = {
         "pixel_values": torch.stack([item["pixel_values"] for item in items]),
         "keys": [item.get("key", "") for item in items],
         "skipped": [key for item in items for key in item.get("skipped", [])],
     }
+    if all("cache_key" in item for item in items):
+        batch["cache_keys"] = [item["cache_key"] for item in items]
+    return batch
 
 
 def probe_images(dataset: Any, count: int) -> torch.Tensor:

@@ -8,17 +8,15 @@ Every error names the dotted path of the field and the file that set it.
 
 from __future__ import annotations
 
-import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from .components import Params
 from .errors import RecipeError
+from .recipe_files import load_chain, apply_override, deep_update, dump_yaml, load_yaml, parse_override  # noqa: F401  (re-exported)
 
 
 class _Strict(BaseModel):
@@ -37,6 +35,9 @@ class DataSettings(ComponentRef):
     batch_size: PositiveInt = Field(16, description="images per device per micro-batch")
     num_workers: NonNegativeInt = 0
     pin_memory: bool | Literal["auto"] = Field("auto", description="page-locked batches for faster copies; auto: on a GPU")
+    fixed_crops: NonNegativeInt = Field(
+        0, description="K > 0: K crops per image drawn once, an epoch visits each (N x K items); 0: a fresh crop every time"
+    )
     persistent_workers: bool | Literal["auto"] = Field("auto", description="keep loader workers between epochs; auto: when num_workers > 0")
 
 
@@ -104,6 +105,16 @@ class PreviewSettings(_Strict):
     every: NonNegativeInt = Field(0, description="also write a grid every N steps (0: only at the end of each stage)")
 
 
+class CacheSettings(_Strict):
+    """The frozen-work cache (genhancer_plugins.cache); needs data.fixed_crops."""
+
+    enabled: bool = False
+    directory: str | None = Field(None, description="where cache folders live (shared by runs); default: <run>/cache")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="storage; float32 keeps training exactly as without the cache, half precision halves disk and memory"
+    )
+
+
 class ExportSettings(_Strict):
     enabled: bool = True
     dtype: Literal["float32", "bfloat16"] = Field(
@@ -146,6 +157,7 @@ class Recipe(_Strict):
     stage1: Stage1Settings = Field(default_factory=Stage1Settings)
     stage2: Stage2Settings = Field(default_factory=Stage2Settings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
     eval: list[ComponentRef] = Field(
         default_factory=list, description="evaluators applied to the original encoder before training and to the export after"
@@ -153,6 +165,8 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _something_trains(self) -> "Recipe":
+        if self.cache.enabled and not self.data.fixed_crops:
+            raise ValueError("cache.enabled needs data.fixed_crops (K crops per image drawn once): the cache keys its entries by crop")
         if not self.active_stages() and not self.model_extra:
             raise ValueError("stage1 and stage2 are both disabled: nothing would train (a downstream phase section may run alone)")
         if self.schedule == "end_to_end":
@@ -202,129 +216,6 @@ class LoadedRecipe:
         return RecipeError(f"{self.origin(path)}: {path}: {message}")
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off as
-    booleans, which turns `mixed_precision: no` into False; here they stay strings
-    (and pydantic still reads them as booleans where a field is one)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
-    try:
-        data = load_yaml(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _forget_component_settings(section: dict[str, Any], origins: dict[str, str], path: str) -> None:
-    """``preset`` and ``params`` belong to the named component: when a child
-    recipe or --set names another one, the old component's settings go."""
-    for key in ("preset", "params"):
-        if key in section:
-            del section[key]
-            for stale in [p for p in origins if p == f"{path}.{key}" or p.startswith(f"{path}.{key}.")]:
-                del origins[stale]
-
-
-def _merge(base: dict[str, Any], child: Mapping[str, Any], origins: dict[str, str], source: str, prefix: str = "") -> None:
-    if "name" in child and "name" in base and child["name"] != base["name"]:
-        _forget_component_settings(base, origins, prefix.rstrip("."))
-    for key, value in child.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            origins.setdefault(path, source)
-            _merge(base[key], value, origins, source, path + ".")
-        else:
-            base[key] = copy.deepcopy(value)
-            _mark(origins, path, value, source)
-
-
-def _mark(origins: dict[str, str], path: str, value: Any, source: str) -> None:
-    for stale in [p for p in origins if p == path or p.startswith(path + ".")]:
-        del origins[stale]
-    origins[path] = source
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            _mark(origins, f"{path}.{key}", sub, source)
-
-
-def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
-    path = path.resolve()
-    if path in seen:
-        chain = " -> ".join(str(p) for p in (*seen, path))
-        raise RecipeError(f"{path}: extends: circular chain {chain}")
-    data = _read_yaml(path)
-    parent = data.pop("extends", None)
-    merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    files = [path]
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise RecipeError(f"{path}: extends: expected a path to a recipe, got {parent!r}")
-        parent_path = (path.parent / parent).resolve()
-        if not parent_path.is_file():
-            raise RecipeError(f"{path}: extends: base recipe {parent_path} not found")
-        merged, origins, parent_files = _load_chain(parent_path, (*seen, path))
-        files += parent_files
-    _merge(merged, data, origins, str(path))
-    return merged, origins, files
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a", "b", "c"], parsed value)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, for example stage1.steps=100")
-    try:
-        parsed = load_yaml(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {text!r}: value is not valid YAML: {exc}") from None
-    return key.strip().split("."), parsed
-
-
-def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str], value: Any) -> None:
-    """Set ``keys`` (a dotted path; list items by index, e.g. ``eval.0.params.root``) to ``value``."""
-    node: Any = data
-    for i, key in enumerate(keys[:-1]):
-        where = ".".join(keys[: i + 1])
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                raise RecipeError(f"--set {'.'.join(keys)}: {where}: no list item {key} (the list has {len(node)})")
-            node = node[int(key)]
-            continue
-        child = node.setdefault(key, {})
-        if not isinstance(child, (dict, list)):
-            raise RecipeError(f"--set {'.'.join(keys)}: {where} is not a mapping")
-        node = child
-    last = keys[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise RecipeError(f"--set {'.'.join(keys)}: no list item {last} (the list has {len(node)})")
-        node[int(last)] = value
-    else:
-        if last == "name" and len(keys) > 1 and node.get("name", value) != value:
-            _forget_component_settings(node, origins, ".".join(keys[:-1]))
-        node[last] = value
-    _mark(origins, ".".join(keys), value, "--set")
-
-
 def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -342,7 +233,7 @@ def validation_error(loaded: LoadedRecipe | None, exc: ValidationError, prefix: 
 def load_recipe(path: str | Path, overrides: list[str] = (), manager: Any = None) -> LoadedRecipe:
     """Read, merge (``extends``), override (``--set``) and validate a recipe,
     its phase sections by the plugins of ``manager`` (default: every installed plugin)."""
-    merged, origins, files = _load_chain(Path(path))
+    merged, origins, files = load_chain(Path(path))
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(merged, origins, keys, value)
@@ -379,16 +270,6 @@ def validate_phase_sections(loaded: LoadedRecipe, manager: Any) -> None:
             raise validation_error(loaded, exc, prefix=f"{key}.") from None
 
 
-def deep_update(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_params(loaded: LoadedRecipe, section: str, ref: ComponentRef, spec: Any) -> Params:
     """Preset + overrides for one component, validated by its params model."""
     preset_name = ref.preset or spec.default_preset
@@ -403,7 +284,3 @@ def resolve_params(loaded: LoadedRecipe, section: str, ref: ComponentRef, spec: 
         return spec.params.model_validate(values)
     except ValidationError as exc:
         raise validation_error(loaded, exc, prefix=f"{section}.params.") from None
-
-
-def dump_yaml(data: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)

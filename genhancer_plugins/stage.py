@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 
@@ -32,6 +31,8 @@ from .errors import RunError
 from .events import StageInfo, StepInfo
 from .files import respect_umask, save_tensors, write_json
 from .lora import apply_lora, has_lora, mark_lora_trainable
+from .cache import cached_inputs
+from .seeds import step_seed
 from .model import GenHancerModel, collate
 from .recipe import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
@@ -41,12 +42,6 @@ if TYPE_CHECKING:
 
 #: What reading a torn or truncated checkpoint raises (JSONDecodeError is a ValueError).
 UNREADABLE = (OSError, ValueError, KeyError, SafetensorError)
-
-
-def step_seed(*parts: int) -> int:
-    """A well-mixed seed from (seed, stage, micro-step, rank): exact resume
-    without saving RNG state, different noise on every process."""
-    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
 
 
 def learning_rate(base: float, warmup_steps: int, step: int) -> float:
@@ -226,6 +221,9 @@ class StageTrainer:
         run.model.train()
         if self.stage == STAGE1:
             run.model.encoder.eval()  # frozen: no dropout, fixed statistics
+        if run.cache is not None:  # rows whose every input is cached skip decoding (stage 2 needs the pixels for the encoder)
+            kinds = ("targets", "global_token") if self._cache_encoder else None
+            run.dataset.fully_cached = (lambda key: run.cache.has(key, kinds)) if kinds else None
         run.manager.hook.genhancer_stage_start(stage=self._info(position[0], None, total))
         start = time.perf_counter()
         with self._frozen_in_compute_dtype():
@@ -300,7 +298,12 @@ class StageTrainer:
                 with acc.accumulate(model):
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step)
-                    loss = model(batch["pixel_values"].to(acc.device, non_blocking=True))
+                    images = batch["pixel_values"].to(acc.device, non_blocking=True)
+                    if run.cache is not None:
+                        frozen = cached_inputs(run.cache, run.model, batch, images, self._cache_encoder, acc.autocast)
+                        loss = model(images, **frozen)
+                    else:
+                        loss = model(images)
                     acc.backward(loss)
                     if acc.sync_gradients and self.settings.max_grad_norm:
                         acc.clip_grad_norm_(trainable, self.settings.max_grad_norm)
@@ -340,7 +343,14 @@ class StageTrainer:
                     f"first: {', '.join(unique[:5])}")
         return step
 
+    @property
+    def _cache_encoder(self) -> bool:
+        """The encoder's output is frozen work only in stage 1, and cached only when no local token is read."""
+        return self.stage == STAGE1 and not self.run.model.conditioner.uses_local_tokens
+
     def _checkpoint(self, optimizer: Any, position: list[int], result: StageResult, wall_time_s: float) -> None:
+        if self.run.cache is not None:
+            self.run.cache.flush()
         if self.run.accelerator.is_main_process:
             step, epoch, batches_done = position
             state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,

@@ -116,3 +116,48 @@ def test_loader_pins_memory_on_a_gpu_and_keeps_workers(tmp_path):
     run.setup_models()
     loader = StageTrainer(run, "stage1")._dataloader()
     assert loader.num_workers == 2 and loader.persistent_workers and loader.pin_memory
+
+
+CACHED = {**FAST, "data": {**TINY["data"], "params": {"num_images": 16}, "fixed_crops": 2}}
+
+
+@pytest.mark.slow
+def test_the_cache_trains_on_exactly_the_targets_of_the_same_crops_without_it(tmp_path):
+    recipe = write_recipe(tmp_path, {**CACHED, "stage1": {"steps": 6, "learning_rate": 1e-3}})
+    plain = run_recipe(recipe, tmp_path / "plain")
+    cold = run_recipe(recipe, tmp_path / "cold", overrides=["cache.enabled=true", f"cache.directory={tmp_path / 'shared'}"])
+    warm = run_recipe(recipe, tmp_path / "warm", overrides=["cache.enabled=true", f"cache.directory={tmp_path / 'shared'}"])
+    for stage in ("stage1", "stage2"):
+        assert _losses(cold, stage) == _losses(plain, stage)  # bit for bit: the cache only skips recomputation
+        assert _losses(warm, stage) == _losses(plain, stage)
+    # 16 images x 2 crops, batch 8: stage 1's 6 steps meet 48 crops, 32 of them distinct
+    assert cold["cache"]["entries"] == {"targets": 32, "global_token": 32}
+    assert warm["cache"]["misses"] == 0 and warm["cache"]["hits"] > 0
+    assert plain["cache"] is None
+
+
+@pytest.mark.slow
+def test_resume_with_the_cache_is_exact(tmp_path):
+    from genhancer_plugins import hookimpl
+
+    recipe = write_recipe(tmp_path, {**CACHED, "stage1": {"steps": 6, "learning_rate": 1e-3},
+                                     "train": {**TINY["train"], "checkpoint_every": 2}, "cache": {"enabled": True}})
+    whole = run_recipe(recipe, tmp_path / "whole")
+
+    class Crash:
+        @hookimpl
+        def genhancer_step_end(self, step):
+            if step.stage == "stage1" and step.step == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "resumed", plugins=[(Crash(), "crash")])
+    resumed = run_recipe(recipe, tmp_path / "resumed", resume=True)
+    for stage in ("stage1", "stage2"):
+        assert _losses(resumed, stage) == pytest.approx(_losses(whole, stage), rel=1e-6)
+    assert resumed["cache"]["hits"] > 0  # the shards written at the checkpoint were read back
+
+
+def test_the_cache_needs_fixed_crops(tmp_path, capsys):
+    code = main(["validate", str(write_recipe(tmp_path, FAST)), "--set", "cache.enabled=true"])
+    assert code == 2 and "cache.enabled needs data.fixed_crops" in capsys.readouterr().err

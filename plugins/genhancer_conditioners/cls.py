@@ -45,6 +45,7 @@ class ClsConditioner(Conditioner):
         if self.local_positions and self.grid * self.grid != encoder.num_local_tokens:
             raise ValueError(f"local token positions need a square patch grid; the encoder has {encoder.num_local_tokens} tokens")
         self.to_local = None
+        self.uses_local_tokens = bool(self.num_local)
         if self.num_local:
             if condition.token_dim is None:
                 raise ValueError("local tokens need a denoiser that accepts condition tokens")

@@ -38,8 +38,20 @@ class VAETokenizer(ImageTokenizer):
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
+        return self.targets_from_parameters(self.encode_parameters(images))
+
+    @torch.no_grad()
+    def encode_parameters(self, images: Tensor) -> Tensor:
+        """The latent distribution's parameters [B, 2C, h, w] (mean, log-variance): the frozen work."""
         dtype = next(self.vae.parameters()).dtype
-        dist = self.vae.encode((images * 2 - 1).to(dtype)).latent_dist
+        return self.vae.encode((images * 2 - 1).to(dtype)).latent_dist.parameters.float()
+
+    @torch.no_grad()
+    def targets_from_parameters(self, parameters: Tensor) -> Tensor:
+        """A draw (or the mean) of the latent distribution, scaled: fresh noise on every call."""
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        dist = DiagonalGaussianDistribution(parameters)
         z = dist.sample() if self.latent == "sample" else dist.mean
         return ((z - self.shift_factor) * self.scaling_factor).float()
 
