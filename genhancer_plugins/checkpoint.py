@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .files import save_tensors, write_json
+from .sharding import full, placed_like
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -25,7 +26,8 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu").contiguous() for n, p in module.named_parameters() if p.requires_grad}
+    """Whole trained tensors by name (gathered from the shards under sharding: every process calls it)."""
+    return {n: full(p.detach()).to("cpu").contiguous() for n, p in module.named_parameters() if p.requires_grad}
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -38,7 +40,7 @@ def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> 
         for p, name in zip(group["params"], group_names):
             for key, value in optimizer.state.get(p, {}).items():
                 tensor = value if torch.is_tensor(value) else torch.tensor(value)
-                tensors[f"{name}/{key}"] = tensor.detach().to("cpu").contiguous()
+                tensors[f"{name}/{key}"] = full(tensor.detach()).to("cpu").contiguous()
     return tensors, groups
 
 
@@ -54,18 +56,23 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]
         for p, name in zip(group["params"], saved["params"]):
             fields = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == name}
             if fields:
-                optimizer.state[p] = {k: (v.to(p.device) if v.dim() else v) for k, v in fields.items()}
+                optimizer.state[p] = {k: (placed_like(v.to(p.device), p) if v.dim() else v) for k, v in fields.items()}
 
 
-def save_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Write atomically: a half-written checkpoint is never picked up by ``--resume``."""
+def save_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                    write: bool = True) -> None:
+    """Write atomically: a half-written checkpoint is never picked up by ``--resume``.
+    Under sharding every process calls it (the tensors are gathered) and one writes."""
     names = {id(p): n for n, p in module.named_parameters()}
+    weights = trainable_state(module)
+    tensors, groups = optimizer_state(optimizer, names)
+    if not write:
+        return
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_tensors(trainable_state(module), tmp / WEIGHTS_FILE)
-    tensors, groups = optimizer_state(optimizer, names)
+    save_tensors(weights, tmp / WEIGHTS_FILE)
     save_tensors(tensors, tmp / OPTIMIZER_FILE)
     write_json(tmp / STATE_FILE, state | {"optimizer_groups": groups})
     if directory.exists():
@@ -100,7 +107,7 @@ def load_weights(path: Path, module: nn.Module, prefixes: tuple[str, ...] = ()) 
         if target.shape != value.shape:
             raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the model expects {tuple(target.shape)}")
         with torch.no_grad():
-            target.copy_(value.to(target.device, target.dtype))
+            target.copy_(placed_like(value.to(target.device, target.dtype), target))
         loaded.append(name)
     return loaded
 

@@ -279,8 +279,16 @@ class Run:
         from .export import export_encoder
 
         acc = self.accelerator
-        info = export_encoder(self.model.encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",
-                              self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), acc.is_main_process, self.log)
+        encoder = self.model.encoder
+        sharded = self.recipe.train.sharding == "fsdp" and acc.num_processes > 1
+        info: dict[str, Any] = {"directory": str(self.output_dir / "export")}
+        if sharded and acc.is_main_process:  # whole weights: the trained stage read back into an unsharded model
+            from .model import load_trained_model
+
+            encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
+        if acc.is_main_process or not sharded:
+            info = export_encoder(encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",
+                                  self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), acc.is_main_process, self.log)
         acc.wait_for_everyone()
         self.manager.hook.genhancer_export_end(export=ExportInfo(self.output_dir / "export", self.recipe, acc.process_index))
         return info

@@ -92,6 +92,9 @@ class TrainSettings(_Strict):
     fused_optimizer: bool | Literal["auto"] = Field("auto", description="fused AdamW (one kernel per step); auto: on a GPU")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% more compute")
     cast_frozen: bool = Field(True, description="under bf16/fp16, hold stage 1's frozen encoder in the compute dtype (fp32 restored after)")
+    sharding: Literal["none", "fsdp"] = Field(
+        "none", description="fsdp: weights, gradients and optimiser states of the training parts split over the processes (FSDP2)"
+    )
     loss_sync: Literal["every_step", "logged"] = Field(
         "every_step", description="read the loss back (and average it over processes) every step, or only on logged steps"
     )

@@ -33,6 +33,7 @@ from .files import respect_umask, save_tensors, write_json
 from .lora import apply_lora, has_lora, mark_lora_trainable
 from .cache import cached_inputs
 from .seeds import step_seed
+from .sharding import full
 from .model import GenHancerModel, collate
 from .recipe import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
@@ -94,7 +95,7 @@ def stage_state(model: GenHancerModel) -> dict[str, torch.Tensor]:
     state = {}
     for name, param in model.named_parameters():
         if name.startswith(("conditioner.", "denoiser.")) or (name.startswith("encoder.") and param.requires_grad):
-            state[name] = param.detach().to("cpu").contiguous()
+            state[name] = full(param.detach()).to("cpu").contiguous()
     return state
 
 
@@ -194,6 +195,12 @@ class StageTrainer:
         if finished is not None:
             return finished
         self._stage2_start()
+        if self.sharded:
+            from .sharding import shard_trainable_parts
+
+            sharded = shard_trainable_parts(run.model.parts())
+            if sharded:
+                run.log(f"{self.stage}: sharded over {acc.num_processes} processes (FSDP2): {', '.join(sharded)}")
         trainable = [p for p in run.model.parameters() if p.requires_grad]
         s = self.settings
         fused = recipe.train.fused_optimizer
@@ -201,13 +208,16 @@ class StageTrainer:
         optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
                                       **({"fused": True} if fused else {}))
         acc.free_memory()  # drop the previous stage's wrappers
-        if run.streaming:
+        if self.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
+            model = run.model
+            optimizer = acc.prepare(optimizer)
+            loader = self._dataloader() if run.streaming else acc.prepare(self._dataloader())
+        elif run.streaming:
             model, optimizer = acc.prepare(run.model, optimizer)
             loader = self._dataloader()
-            batches_per_epoch = len(run.dataset) // (recipe.data.batch_size * acc.num_processes)
         else:
             model, optimizer, loader = acc.prepare(run.model, optimizer, self._dataloader())
-            batches_per_epoch = len(loader)
+        batches_per_epoch = len(run.dataset) // (recipe.data.batch_size * acc.num_processes) if run.streaming else len(loader)
         if batches_per_epoch == 0:  # drop_last would leave every epoch empty: the loop would never end
             per_process = len(run.dataset) // acc.num_processes
             raise RunError(f"{len(run.dataset)} image(s) make no full batch of data.batch_size {recipe.data.batch_size} on "
@@ -344,6 +354,10 @@ class StageTrainer:
         return step
 
     @property
+    def sharded(self) -> bool:
+        return self.run.recipe.train.sharding == "fsdp" and self.run.accelerator.num_processes > 1
+
+    @property
     def _cache_encoder(self) -> bool:
         """The encoder's output is frozen work only in stage 1, and cached only when no local token is read."""
         return self.stage == STAGE1 and not self.run.model.conditioner.uses_local_tokens
@@ -351,22 +365,26 @@ class StageTrainer:
     def _checkpoint(self, optimizer: Any, position: list[int], result: StageResult, wall_time_s: float) -> None:
         if self.run.cache is not None:
             self.run.cache.flush()
-        if self.run.accelerator.is_main_process:
+        main = self.run.accelerator.is_main_process
+        if main or self.sharded:  # sharded tensors are gathered by every process; the first writes
             step, epoch, batches_done = position
             state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,
                      "skipped_samples": result.skipped_samples, "wall_time_s": wall_time_s}
-            save_checkpoint(self.checkpoints / f"checkpoint-{step}", self.run.model, optimizer.optimizer, state)
+            save_checkpoint(self.checkpoints / f"checkpoint-{step}", self.run.model, optimizer.optimizer, state, write=main)
+        if main:
             prune_checkpoints(self.checkpoints, self.run.recipe.train.keep_checkpoints)
         self.run.accelerator.wait_for_everyone()
 
     def _finish(self, optimizer: Any, result: StageResult, position: list[int]) -> None:
         """The last checkpoint, then ``final/``: trained tensors, state, and the denoiser in its own layout."""
         self._checkpoint(optimizer, position, result, result.wall_time_s)
+        weights = stage_state(self.run.model) if (self.run.accelerator.is_main_process or self.sharded) else None
         if self.run.accelerator.is_main_process:
             self.final_dir.mkdir(parents=True, exist_ok=True)
-            save_tensors(stage_state(self.run.model), self.final_dir / WEIGHTS_FILE)
-            self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
-            respect_umask(self.final_dir / "denoiser")
+            save_tensors(weights, self.final_dir / WEIGHTS_FILE)
+            if not self.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
+                self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
+                respect_umask(self.final_dir / "denoiser")
             write_json(self.final_dir / STATE_FILE, {"step": result.steps, "epochs": self.settings.epochs, "final_loss": result.final_loss,
                                                      "losses": result.losses, "wall_time_s": result.wall_time_s,
                                                      "skipped_samples": result.skipped_samples})

@@ -16,6 +16,7 @@ import safetensors.torch
 import torch
 
 recipe, output_dir, report_dir = sys.argv[1:4]
+mode = sys.argv[4] if len(sys.argv) > 4 else ""  # "crash:<stage>:<step>" stops there; "resume" continues
 rank = int(os.environ["RANK"])
 writes = []
 _open = builtins.open
@@ -55,6 +56,7 @@ wrap(pathlib.Path, "unlink")
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import run_recipe  # noqa: E402
 from genhancer_plugins import hookimpl  # noqa: E402
+from genhancer_plugins.sharding import full  # noqa: E402
 
 import genhancer_plugins.checkpoint as checkpoint  # noqa: E402
 import genhancer_hf_encoders.encoders as encoders  # noqa: E402
@@ -72,11 +74,20 @@ class Fingerprint:
         for name, module in sorted(stage.modules.items()):
             for key, tensor in sorted(module.state_dict().items()):
                 digest.update(key.encode())
-                digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+                digest.update(full(tensor.detach()).to(torch.float32).contiguous().numpy().tobytes())
         fingerprints[stage.stage] = {"sha256": digest.hexdigest(), "processes": stage.num_processes}
 
 
-summary = run_recipe(pathlib.Path(recipe), pathlib.Path(output_dir), plugins=[(Fingerprint(), "fingerprint")])
+class Crash:
+    @hookimpl
+    def genhancer_step_end(self, step):
+        _, stage, at = mode.split(":")
+        if step.stage == stage and step.step == int(at):
+            raise SystemExit(3)
+
+
+plugins = [(Fingerprint(), "fingerprint")] + ([(Crash(), "crash")] if mode.startswith("crash") else [])
+summary = run_recipe(pathlib.Path(recipe), pathlib.Path(output_dir), plugins=plugins, resume=mode == "resume")
 builtins.open = _open
 with _open(os.path.join(report_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"fingerprints": fingerprints, "writes": writes, "num_processes": summary["num_processes"]}, f)
