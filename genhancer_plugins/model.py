@@ -28,6 +28,8 @@ class GenHancerModel(nn.Module):
         self.conditioner = conditioner
         self.tokenizer = tokenizer
         self.denoiser = denoiser
+        #: stage 2's optional global-semantics anchor (set by the stage): (weight, distance, original global token of images)
+        self.anchor: tuple[float, str, Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     def forward(self, images: torch.Tensor, target_parameters: torch.Tensor | None = None,
                 global_token: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,7 +41,11 @@ class GenHancerModel(nn.Module):
         else:
             targets = self.targets(images)
         encoded = EncoderOutput(global_token, None) if global_token is not None else self.encoder(images)
-        return self.denoiser.loss(targets, self.conditioner(encoded))
+        loss = self.denoiser.loss(targets, self.conditioner(encoded))
+        if self.anchor is not None:
+            weight, distance, original = self.anchor
+            loss = loss + weight * anchor_distance(encoded.global_token, original(images), distance)
+        return loss
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
@@ -52,6 +58,14 @@ class GenHancerModel(nn.Module):
 
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "conditioner": self.conditioner, "tokenizer": self.tokenizer, "denoiser": self.denoiser}
+
+
+def anchor_distance(g: torch.Tensor, g0: torch.Tensor, distance: str) -> torch.Tensor:
+    """d(g, g0) of the global-semantics anchor, averaged over the batch."""
+    g, g0 = g.float(), g0.float()
+    if distance == "cosine":
+        return (1 - torch.nn.functional.cosine_similarity(g, g0, dim=-1)).mean()
+    return (g - g0).pow(2).mean()
 
 
 def build_model(

@@ -67,6 +67,15 @@ class Stage1Settings(StageSettings):
     """Encoder frozen; projector and denoiser train."""
 
 
+class AnchorSettings(_Strict):
+    """An explicit hold on global semantics (beyond the paper, which relies on LoRA alone):
+    stage 2's loss gains ``weight * d(g, g0)``, g the enhanced encoder's global token, g0 the
+    original encoder's on the same images."""
+
+    weight: float = Field(0.0, ge=0.0, description="0: off (the paper's stage 2, bit for bit)")
+    distance: Literal["mse", "cosine"] = Field("mse", description="mse: mean squared difference; cosine: mean of 1 - cos(g, g0)")
+
+
 class Stage2Settings(StageSettings):
     """Encoder adapted (LoRA or full); denoiser and projector train ("all") or not ("only")."""
 
@@ -74,6 +83,7 @@ class Stage2Settings(StageSettings):
     mode: Literal["all", "only"] = "all"
     encoder_tuning: Literal["lora", "full"] = "lora"
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    anchor: AnchorSettings = Field(default_factory=AnchorSettings)
     init_from: str | None = Field(
         None, description="a previous run directory (or its stage1/final) to start from instead of training stage 1"
     )

@@ -190,7 +190,9 @@ class StageTrainer:
         # Stage-level randomness (LoRA initialisation) must not depend on how
         # much of the previous stage ran in this process: resume relies on it.
         set_seed(step_seed(recipe.train.seed, STAGES.index(self.stage), 2**31 - 1))
+        original = self._anchor_reference()
         configure_trainable(run.model, self.stage, recipe, acc.device)
+        run.model.anchor = self._anchor(original)
         finished = self._finished()
         if finished is not None:
             return finished
@@ -352,6 +354,44 @@ class StageTrainer:
             run.log(f"{self.stage}: skipped {len(unique)} unreadable sample(s) ({len(result.skipped_samples)} times in all), "
                     f"first: {', '.join(unique[:5])}")
         return step
+
+    def _anchor_reference(self) -> Any:
+        """For the global-semantics anchor: a frozen copy of the original encoder, taken before
+        stage 2 changes it, unless LoRA alone changes it (then the adapters are simply switched
+        off to see the original: no second copy)."""
+        s2 = self.run.recipe.stage2
+        if self.stage != STAGE2 or not s2.anchor.weight:
+            return None
+        if s2.encoder_tuning == "lora" and s2.lora.bias == "none":
+            return "adapters"
+        import copy
+
+        return copy.deepcopy(self.run.model.encoder).requires_grad_(False).eval()
+
+    def _anchor(self, original: Any) -> Any:
+        if original is None:
+            return None
+        encoder, anchor = self.run.model.encoder, self.run.recipe.stage2.anchor
+
+        @torch.no_grad()
+        def global_token(images: torch.Tensor) -> torch.Tensor:
+            if original != "adapters":
+                return original(images).global_token
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            layers = [m for m in encoder.modules() if isinstance(m, BaseTunerLayer)]
+            training = encoder.training
+            encoder.eval()  # the original is a frozen encoder: no dropout
+            for layer in layers:
+                layer.enable_adapters(False)
+            try:
+                return encoder(images).global_token
+            finally:
+                for layer in layers:
+                    layer.enable_adapters(True)
+                encoder.train(training)
+
+        return (anchor.weight, anchor.distance, global_token)
 
     @property
     def sharded(self) -> bool:
