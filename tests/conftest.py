@@ -26,3 +26,13 @@ def core_without_llava(request, monkeypatch):
         monkeypatch.setenv("GENHANCER_DISABLE_PLUGINS", "llava")
     else:
         monkeypatch.delenv("GENHANCER_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one mixed-precision setting per process; tests that change it start and end clean."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()

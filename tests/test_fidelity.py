@@ -133,16 +133,6 @@ def test_lora_only_biases_train_and_are_merged_into_the_export(tmp_path):
 
 
 # -- 6. precision ------------------------------------------------------------
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one mixed-precision setting per process; tests that change it start and end clean."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-    yield
-    AcceleratorState._reset_state()
-
-
 def test_tokenizer_encodes_in_fp32_under_bf16_autocast(tmp_path, fresh_accelerator_state):
     run = _setup(tmp_path, ["train.mixed_precision=bf16"])
     assert run.accelerator.mixed_precision == "bf16"

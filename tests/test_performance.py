@@ -11,16 +11,6 @@ from genhancer_plugins.cli import main
 FAST = {**TINY, "stage1": {"steps": 3, "learning_rate": 1e-3}, "stage2": {"steps": 3, "learning_rate": 1e-3}, "preview": {"images": 0}}
 
 
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one mixed-precision setting per process; tests that change it start and end clean."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-    yield
-    AcceleratorState._reset_state()
-
-
 def _losses(summary, stage):
     return [loss for _, loss in summary["stages"][stage]["losses"]]
 
