@@ -44,6 +44,8 @@ class GenHancerModel(nn.Module):
         loss = self.denoiser.loss(targets, self.conditioner(encoded))
         if self.anchor is not None:
             weight, distance, original = self.anchor
+            from .anchor import anchor_distance
+
             loss = loss + weight * anchor_distance(encoded.global_token, original(images), distance)
         return loss
 
@@ -58,14 +60,6 @@ class GenHancerModel(nn.Module):
 
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "conditioner": self.conditioner, "tokenizer": self.tokenizer, "denoiser": self.denoiser}
-
-
-def anchor_distance(g: torch.Tensor, g0: torch.Tensor, distance: str) -> torch.Tensor:
-    """d(g, g0) of the global-semantics anchor, averaged over the batch."""
-    g, g0 = g.float(), g0.float()
-    if distance == "cosine":
-        return (1 - torch.nn.functional.cosine_similarity(g, g0, dim=-1)).mean()
-    return (g - g0).pow(2).mean()
 
 
 def build_model(

@@ -14,7 +14,6 @@ through the lifecycle hooks like any plugin.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
@@ -31,6 +30,7 @@ from .errors import RunError
 from .events import StageInfo, StepInfo
 from .files import respect_umask, save_tensors, write_json
 from .lora import apply_lora, has_lora, mark_lora_trainable
+from .anchor import anchor_reference, frozen_in_compute_dtype, make_anchor
 from .cache import cached_inputs
 from .seeds import step_seed
 from .sharding import full
@@ -190,9 +190,9 @@ class StageTrainer:
         # Stage-level randomness (LoRA initialisation) must not depend on how
         # much of the previous stage ran in this process: resume relies on it.
         set_seed(step_seed(recipe.train.seed, STAGES.index(self.stage), 2**31 - 1))
-        original = self._anchor_reference()
+        original = anchor_reference(run.model.encoder, recipe, self.stage)
         configure_trainable(run.model, self.stage, recipe, acc.device)
-        run.model.anchor = self._anchor(original)
+        run.model.anchor = make_anchor(run.model.encoder, recipe.stage2.anchor, original)
         finished = self._finished()
         if finished is not None:
             return finished
@@ -238,7 +238,8 @@ class StageTrainer:
             run.dataset.fully_cached = (lambda key: run.cache.has(key, kinds)) if kinds else None
         run.manager.hook.genhancer_stage_start(stage=self._info(position[0], None, total))
         start = time.perf_counter()
-        with self._frozen_in_compute_dtype():
+        cast = self.stage == STAGE1 and recipe.train.cast_frozen
+        with frozen_in_compute_dtype(run.model.encoder, acc.mixed_precision if cast else "no"):
             step = self._loop(model, optimizer, loader, trainable, total, batches_per_epoch, position, result)
         result.steps = step
         result.final_loss = result.losses[-1][1] if result.losses else None
@@ -246,29 +247,6 @@ class StageTrainer:
         self._finish(optimizer, result, position)
         run.manager.hook.genhancer_stage_end(stage=self._info(step, result.final_loss, total))
         return result
-
-    @contextlib.contextmanager
-    def _frozen_in_compute_dtype(self) -> Any:
-        """Stage 1 under bf16/fp16: the frozen encoder's linear and convolution weights (what
-        autocast casts again every step) cast once to the compute dtype, so the numbers are
-        the same; its fp32 weights come back afterwards, bit for bit, for stage 2 and the
-        export. Norms, embeddings and buffers, which autocast keeps in fp32, stay fp32."""
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.accelerator.mixed_precision)
-        encoder = self.run.model.encoder
-        if self.stage != STAGE1 or dtype is None or not self.run.recipe.train.cast_frozen:
-            yield
-            return
-        cast = [p for m in encoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for p in m.parameters(recurse=False)]
-        kept = {name: p.detach().to("cpu", copy=True) for name, p in encoder.named_parameters()}
-        with torch.no_grad():
-            for p in cast:
-                p.data = p.data.to(dtype)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, p in encoder.named_parameters():
-                    p.data = kept[name].to(p.device)
 
     def _resume(self, optimizer: Any, result: StageResult, total: int) -> list[int]:
         """[step, epoch, batches done]: zeros, or the newest checkpoint's when resuming."""
@@ -354,44 +332,6 @@ class StageTrainer:
             run.log(f"{self.stage}: skipped {len(unique)} unreadable sample(s) ({len(result.skipped_samples)} times in all), "
                     f"first: {', '.join(unique[:5])}")
         return step
-
-    def _anchor_reference(self) -> Any:
-        """For the global-semantics anchor: a frozen copy of the original encoder, taken before
-        stage 2 changes it, unless LoRA alone changes it (then the adapters are simply switched
-        off to see the original: no second copy)."""
-        s2 = self.run.recipe.stage2
-        if self.stage != STAGE2 or not s2.anchor.weight:
-            return None
-        if s2.encoder_tuning == "lora" and s2.lora.bias == "none":
-            return "adapters"
-        import copy
-
-        return copy.deepcopy(self.run.model.encoder).requires_grad_(False).eval()
-
-    def _anchor(self, original: Any) -> Any:
-        if original is None:
-            return None
-        encoder, anchor = self.run.model.encoder, self.run.recipe.stage2.anchor
-
-        @torch.no_grad()
-        def global_token(images: torch.Tensor) -> torch.Tensor:
-            if original != "adapters":
-                return original(images).global_token
-            from peft.tuners.tuners_utils import BaseTunerLayer
-
-            layers = [m for m in encoder.modules() if isinstance(m, BaseTunerLayer)]
-            training = encoder.training
-            encoder.eval()  # the original is a frozen encoder: no dropout
-            for layer in layers:
-                layer.enable_adapters(False)
-            try:
-                return encoder(images).global_token
-            finally:
-                for layer in layers:
-                    layer.enable_adapters(True)
-                encoder.train(training)
-
-        return (anchor.weight, anchor.distance, global_token)
 
     @property
     def sharded(self) -> bool:

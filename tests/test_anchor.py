@@ -7,9 +7,8 @@ import torch
 from helpers import TINY, run_recipe, write_recipe
 from genhancer_plugins.engine import Run
 from genhancer_plugins.manager import load_plugins
-from genhancer_plugins.model import anchor_distance
+from genhancer_plugins.anchor import anchor_distance, anchor_reference, make_anchor
 from genhancer_plugins.recipe import load_recipe
-from genhancer_plugins.stage import StageTrainer
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 3, "learning_rate": 1e-3}, "preview": {"images": 0}}
 
@@ -28,14 +27,13 @@ def _stage2_model(tmp_path, overrides):
     run = Run(load_recipe(write_recipe(tmp_path, FAST), overrides, manager), manager, tmp_path / "out", show_progress=False)
     run.setup_accelerator()
     run.setup_models()
-    trainer = StageTrainer(run, "stage2")
-    original = trainer._anchor_reference()
+    original = anchor_reference(run.model.encoder, run.recipe, "stage2")
     run.configure_stage("stage2")
     with torch.no_grad():  # a trained-looking LoRA, so g differs from g0
         for name, param in run.model.encoder.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)
-    return run, trainer._anchor(original)
+    return run, make_anchor(run.model.encoder, run.recipe.stage2.anchor, original)
 
 
 @pytest.mark.parametrize("tuning", [["stage2.lora.bias=none"], ["stage2.lora.bias=lora_only"], ["stage2.encoder_tuning=full"]])
