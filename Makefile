@@ -53,7 +53,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-# Every miniature experiment, 2 seeds, then docs/mini-replication.md (about 45 min on 2 cores).
+# Every miniature experiment and the trade-off sweep, 3 seeds, then docs/mini-replication.md
+# (about an hour on 2 idle cores; finished runs are reused, so it can be interrupted).
 reproduce-mini: $(STAMP)
 	$(PY) tools/reproduce_mini.py --recipes recipes --runs runs/mini --doc docs/mini-replication.md
 

@@ -126,14 +126,21 @@ def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
             "--set", "stage1.steps=2", "--set", "stage2.steps=2", "--set", "pretrain.params.steps=3",
             "--set", "pretrain.params.image_size=32", "--set", "data.batch_size=4", "--set", "preview.sampling_steps=2",
             "--probe", "train_images=30", "--probe", "test_images=20", "--probe", "pairs=5",
-            "--twin-images", "16", "--twin-pairs", "1", "--set", "llava.pretrain.max_steps=1", "--set", "llava.finetune.max_steps=1"]
+            "--twin-images", "16", "--twin-pairs", "1", "--set", "llava.pretrain.max_steps=1", "--set", "llava.finetune.max_steps=1",
+            "--seeds", "1", "2", "--sweep", "lr_1e-05", "anchor_1"]
     assert main(args) == 0
     page = doc.read_text()
     assert "## Verdicts" in page and "CLS only beats CLS + local tokens" in page and "The discrete denoiser" in page
     assert "| original |" in page and "| main |" in page and "| discrete |" in page
     assert (doc.parent / "mini" / "probes.png").is_file() and (doc.parent / "mini" / "main-stage1.png").is_file()
-    verdicts = [line.rsplit("**", 2)[-2] for line in page.splitlines() if line.startswith("| ") and line.endswith("** |")]
-    assert len(verdicts) == 5 and "## The MLLM twin" in page and set(verdicts) <= {"reproduced", "unclear", "not reproduced (the opposite holds)"}
+    section = page.split("## Verdicts")[1].split("\n## ")[0]
+    verdicts = [line.rsplit("**", 2)[-2] for line in section.splitlines() if line.startswith("| ") and line.endswith("** |")]
+    assert len(verdicts) == 6 and "## The MLLM twin" in page and set(verdicts) <= {"reproduced", "unclear", "not reproduced (the opposite holds)"}
+    assert "GenHancer keeps global semantics" in page and "## Global semantics kept?" in page
+    table3 = [line for line in page.split("## Global semantics kept?")[1].split("\n## ")[0].splitlines() if line.startswith("| ") and "**" in line]
+    assert {line.split(" | ")[0][2:] for line in table3} == {"main", "local_tokens", "discrete", "lr_1e-05", "anchor_1"}
+    assert "## The trade-off a user picks from" in page and (doc.parent / "mini" / "frontier.png").is_file()
+    assert "| main (its recipe's stage-2 lr) |" in page and "| anchor 1 (main's lr) |" in page and "| lr 1e-05 |" in page
     # finished runs are kept: a second call trains nothing
     stamp = (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime
     assert main(args) == 0

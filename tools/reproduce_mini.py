@@ -18,10 +18,14 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mini_page import SWEEP, frontier_section, global_semantics_section, guard_verdict  # noqa: E402
 
 EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune"]
 HEADLINE = ["probe_fine_mean", "pairs_fine_mean", "probe_colour", "probe_count", "probe_shape", "coarse_zero_shot"]
@@ -49,14 +53,16 @@ CLAIMS = [
 
 
 def run_experiments(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
-                    log: Callable[[str], None]) -> dict[str, dict[int, Path]]:
+                    log: Callable[[str], None], sweep: dict[str, list[str]] | None = None) -> dict[str, dict[int, Path]]:
+    """Every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every seed."""
     from genhancer_plugins.engine import Run
     from genhancer_plugins.manager import load_plugins
     from genhancer_plugins.recipe import load_recipe
 
     manager = load_plugins()
     done: dict[str, dict[int, Path]] = {}
-    for name in experiments:
+    specs = [(name, name, []) for name in experiments] + [(name, "main", sets) for name, sets in (sweep or {}).items()]
+    for name, recipe_name, sets in specs:
         for seed in seeds:
             out = runs / name / f"seed{seed}"
             summary = out / "run.json"
@@ -64,8 +70,8 @@ def run_experiments(recipes: Path, runs: Path, seeds: list[int], overrides: list
                 log(f"{name} seed {seed}: finished earlier, kept")
             else:
                 start = time.perf_counter()
-                loaded = load_recipe(recipes / "experiments" / f"{name}.yaml",
-                                     [f"train.seed={seed}", "eval=[]", *[o for o in overrides if not o.startswith("llava.")]], manager)
+                loaded = load_recipe(recipes / "experiments" / f"{recipe_name}.yaml",
+                                     [f"train.seed={seed}", "eval=[]", *sets, *[o for o in overrides if not o.startswith("llava.")]], manager)
                 Run(loaded, manager, out, overwrite=True, show_progress=False).execute()
                 log(f"{name} seed {seed}: trained in {time.perf_counter() - start:.0f} s")
             done.setdefault(name, {})[seed] = out
@@ -179,6 +185,12 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
         versus = f"{claim.better} vs {claim.worse}" if claim.worse else f"{claim.better} vs original"
         verdicts.append((claim, word))
         lines.append(f"| {claim.title} ({versus}) | {claim.paper} | {claim.metric} | {mean:+.2f} | {spread:.2f} | **{word}** |")
+    if "main" in results and "coarse_zero_shot" in original:
+        word, mean, spread = guard_verdict([original["coarse_zero_shot"] - results["main"][s]["coarse_zero_shot"] for s in seeds])
+        word = {"kept": "reproduced", "lost": "not reproduced (the opposite holds)"}.get(word, word)
+        title = "GenHancer keeps global semantics (the original shape head's accuracy drops by less than 2 points)"
+        verdicts.append((Claim(title, "Table 3", "main", None, "coarse_zero_shot"), word))
+        lines.append(f"| {title} (main vs original) | Table 3 | coarse_zero_shot drop | {mean:+.2f} | {spread:.2f} | **{word}** |")
     if twin:
         gaps = [twin[s]["enhanced"]["accuracy"] - twin[s]["original"]["accuracy"] for s in seeds]
         word, mean, spread = verdict(gaps)
@@ -205,7 +217,7 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     # bar chart per attribute: original vs each experiment, error bars over seeds
     fig, ax = plt.subplots(figsize=(13, 4.5))
-    names = ["original", *results]
+    names = ["original", *(name for name in results if name not in SWEEP)]  # the sweep has its own section
     width = 0.85 / len(names)
     for i, name in enumerate(names):
         if name == "original":
@@ -222,6 +234,8 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
     fig.tight_layout()
     fig.savefig(assets / "probes.png", dpi=110)
     plt.close(fig)
+    lines += global_semantics_section(original, results, seeds)
+    lines += frontier_section(original, results, seeds, assets)
     if twin:
         metrics_twin = [k for k in twin[seeds[0]]["original"] if k.endswith("accuracy")]
         lines += ["", "## The MLLM twin (Table 2 in miniature)", "",
@@ -284,12 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", default="recipes", help="the recipe folder (holding experiments/ and llava_tiny.yaml)")
     parser.add_argument("--runs", default="runs/mini", help="where the runs go (finished ones are reused)")
     parser.add_argument("--doc", default="docs/mini-replication.md", help="the page to write")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS, choices=EXPERIMENTS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override applied to every experiment (the test suite shrinks runs this way)")
     parser.add_argument("--probe", action="append", default=[], metavar="KEY=VALUE", help="shapes_probe parameter override")
     parser.add_argument("--no-twin", action="store_true", help="skip the MLLM twin (needs the main experiment)")
+    parser.add_argument("--sweep", nargs="*", default=list(SWEEP), choices=list(SWEEP),
+                        help="trade-off points (main with one stage-2 setting changed); none: --sweep with no name")
     parser.add_argument("--twin-images", type=int, default=400, help="training scenes of the MLLM twin")
     parser.add_argument("--twin-pairs", type=int, default=10, help="question pairs per attribute in the twin's evaluation")
     args = parser.parse_args(argv)
@@ -304,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     recipes = Path(args.recipes)
     if not (recipes / "experiments").is_dir():
         parser.error(f"--recipes {recipes}: no experiments/ folder there (run from the checkout, or point at its recipes/)")
-    done = run_experiments(recipes, runs, args.seeds, args.overrides, args.experiments, log)
+    done = run_experiments(recipes, runs, args.seeds, args.overrides, args.experiments, log,
+                           {name: SWEEP[name] for name in args.sweep} if "main" in args.experiments else {})
     probe_params: dict[str, Any] = {"coarse_head": "auto"}
     for text in args.probe:
         keys, value = parse_override(text)
