@@ -212,7 +212,12 @@ def render_plan(plan: dict[str, Any]) -> str:
     for name, phase in plan.get("phases", {}).items():
         lines.append(f"phase    {name} ({phase['provided_by']})")
         for key, value in phase.items():
-            if key != "provided_by":
+            if key == "provided_by":
+                continue
+            if isinstance(value, dict):  # e.g. one line per LLaVA training phase
+                lines.append(f"  {key}:")
+                lines += [f"    {name}: {item if isinstance(item, str) else json.dumps(item)}" for name, item in value.items()]
+            else:
                 lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}")
     data = plan["data"]
     lines.append(
