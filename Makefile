@@ -38,8 +38,9 @@ demo: $(STAMP)
 	@echo "  original vs enhanced:                   $(DEMO_DIR)/eval/shapes_probe/table.txt (and shapes_probe.png)"
 	@echo "  enhanced encoder (Hugging Face layout): $(DEMO_DIR)/export"
 	@echo "  reconstructions:                        $(DEMO_DIR)/stage1/reconstructions.png, $(DEMO_DIR)/stage2/reconstructions.png"
-	@echo "      (a tiny denoiser trained for minutes reconstructs poorly, colour blobs at best: the encoder gains"
-	@echo "       from the pressure to reconstruct, not from good reconstructions, the paper's 'imperfect' point)"
+	@echo "      (they look like coloured noise with faint blobs where the shapes are, and that is expected: a tiny"
+	@echo "       denoiser trained for minutes reconstructs poorly; the encoder gains from the pressure to"
+	@echo "       reconstruct, not from good reconstructions, the paper's 'imperfect generative models' point)"
 	@echo "  run summary:                            $(DEMO_DIR)/run.json"
 
 demo-again: $(STAMP)
