@@ -129,3 +129,17 @@ def test_plan_counts_trainable_parameters_per_stage(tiny_recipe, manager):
     lora = only["stages"]["stage2"]["trainable"]
     assert 0 < lora < sizes["encoder_vision"]
     assert plan["stages"]["stage2"]["trainable"] == lora + head
+
+
+def test_the_readme_recipe_example_is_a_valid_recipe(tmp_path):
+    import yaml
+
+    from helpers import ROOT
+
+    block = (ROOT / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    data.pop("extends")  # the example names its base; every field it shows must exist and validate
+    path = tmp_path / "example.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path).recipe
+    assert recipe.stage2.lora.bias == "lora_only" and recipe.export.dtype == "float32" and not recipe.cache.enabled
