@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from .build import build_models, resolve_components
+from .build import build_models, plan_pretrainer, resolve_components
 from .components import construction_device
 from .interfaces import count_parameters
 from .model import GenHancerModel
@@ -49,8 +49,10 @@ class BenchRow:
 
 
 def random_weight_components(loaded: LoadedRecipe, manager: Any) -> dict[str, Any]:
-    """The recipe's components, with every ``source`` set to null: random weights at the preset's sizes."""
+    """The recipe's components, with every ``source`` set to null: random weights at the preset's sizes
+    (and the encoder at the architecture the recipe's pretrainer would produce)."""
     components = resolve_components(loaded, manager)
+    plan_pretrainer(loaded, manager, components)
     for component in components.values():
         if "source" in type(component.params).model_fields and getattr(component.params, "source", None) is not None:
             component.params = component.params.model_copy(update={"source": None})

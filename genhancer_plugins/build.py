@@ -65,6 +65,15 @@ def resolve_pretrainer(loaded: LoadedRecipe, manager: PluginManager) -> Resolved
     return ResolvedComponent("pretrain", "pretrainer", ref, registered, resolve_params(loaded, "pretrain", ref, registered.spec))
 
 
+def plan_pretrainer(loaded: LoadedRecipe, manager: PluginManager, components: dict[str, ResolvedComponent]) -> ResolvedComponent | None:
+    """Give the encoder the architecture the recipe's pretrainer will produce, without
+    training it (plans, and benches with random weights); returns the pretrainer, if any."""
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:
+        apply_pretrainer(components, pretrainer.build(seed=loaded.recipe.train.seed).planned_encoder_params())
+    return pretrainer
+
+
 def apply_pretrainer(components: dict[str, ResolvedComponent], overrides: dict[str, Any]) -> None:
     """Merge a pretrainer's answer into the encoder's parameters (validated again)."""
     encoder = components["encoder"]

@@ -67,7 +67,7 @@ class EngineCallbacks:
         from .reconstruct import reconstruct, save_grid
 
         run = self.run
-        if run.recipe.train.sharding == "fsdp" and run.accelerator.num_processes > 1:
+        if run.sharded:
             return  # a sharded model runs only with every process taking part; previews: `genhancer reconstruct`
         if self._main:
             images = probe_images(run.probe_dataset, run.recipe.preview.images).to(run.accelerator.device)

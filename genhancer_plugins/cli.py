@@ -134,13 +134,8 @@ def _version() -> str:
     return __version__
 
 
-def _manager(args: argparse.Namespace) -> Any:
-    """The plugin manager this command line loaded (one per invocation)."""
-    return args.manager
-
-
 def cmd_plugins(args: argparse.Namespace) -> int:
-    manager = _manager(args)
+    manager = args.manager
     rows = [
         {"kind": kind, "name": name, "plugin": reg.source.plugin, "entry_point": reg.source.entry_point,
          "distribution": reg.source.distribution, "version": reg.source.version, "presets": sorted(reg.spec.presets),
@@ -176,7 +171,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .plan import make_plan, render_plan
     from .recipe import load_recipe
 
-    manager = _manager(args)
+    manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
     plan = make_plan(loaded, manager, args.output_dir)
     print(json.dumps(plan, indent=2) if args.json else render_plan(plan))
@@ -188,7 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .errors import RecipeError
     from .recipe import STAGES, load_recipe
 
-    manager = _manager(args)
+    manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -241,7 +236,7 @@ def compare(args: argparse.Namespace, scores: str, load: Callable[[str, str, str
     from .errors import RunError
     from .evaluation import run_evaluation
 
-    evaluator = build_evaluator(_manager(args), args.name, args.params, scores)
+    evaluator = build_evaluator(args.manager, args.name, args.params, scores)
     output = Path(args.output)
     if output.is_dir() and any(output.iterdir()) and not args.overwrite:
         raise RunError(f"{output} holds earlier results; pass --overwrite to replace them or choose another --output")
@@ -267,7 +262,7 @@ def model_labels(sources: list[str]) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import load_model
 
-    return compare(args, "encoder", lambda source, label, device: load_model(_manager(args), source, args.text_from, device))
+    return compare(args, "encoder", lambda source, label, device: load_model(args.manager, source, args.text_from, device))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -281,7 +276,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     check_images(args.images)  # before minutes of model loading
     if args.output and Path(args.output).suffix.lower() not in IMAGE_OUTPUTS:
         raise RunError(f"--output {args.output}: name the image file to write, ending in {' or '.join(IMAGE_OUTPUTS)}")
-    model, _, stage = load_trained_model(args.run, _manager(args), args.stage, train_missing=False)
+    model, _, stage = load_trained_model(args.run, args.manager, args.stage, train_missing=False)
     output = Path(args.output) if args.output else Path(args.run) / f"reconstructions-{stage}.png"
     if output.exists() and not args.overwrite:
         raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
@@ -306,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Run
     from .recipe import load_recipe
 
-    manager = _manager(args)
+    manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
     output_dir = args.output_dir or loaded.recipe.output_dir
     if not output_dir:

@@ -224,6 +224,11 @@ class Run:
                 "stage2_lr": r.stage2.learning_rate, "batch_size": r.data.batch_size, "seed": r.train.seed}
 
     @property
+    def sharded(self) -> bool:
+        """FSDP2 over several processes (``train.sharding: fsdp``); one process never shards."""
+        return self.recipe.train.sharding == "fsdp" and self.accelerator.num_processes > 1
+
+    @property
     def streaming(self) -> bool:
         """Iterable datasets shard themselves per process; map-style ones are sharded by accelerate."""
         return isinstance(self.dataset, torch.utils.data.IterableDataset)
@@ -279,16 +284,15 @@ class Run:
         from .export import export_encoder
 
         acc = self.accelerator
-        encoder = self.model.encoder
-        sharded = self.recipe.train.sharding == "fsdp" and acc.num_processes > 1
         info: dict[str, Any] = {"directory": str(self.output_dir / "export")}
-        if sharded and acc.is_main_process:  # whole weights: the trained stage read back into an unsharded model
-            from .model import load_trained_model
+        if acc.is_main_process:  # training is over: the other processes only wait
+            encoder = self.model.encoder
+            if self.sharded:  # whole weights: the trained stage read back into an unsharded model
+                from .model import load_trained_model
 
-            encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
-        if acc.is_main_process or not sharded:
+                encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
             info = export_encoder(encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",
-                                  self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), acc.is_main_process, self.log)
+                                  self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), self.log)
         acc.wait_for_everyone()
         self.manager.hook.genhancer_export_end(export=ExportInfo(self.output_dir / "export", self.recipe, acc.process_index))
         return info

@@ -20,7 +20,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtype_name: str, recipe_name: str,
-                   recipe_yaml: str, is_main_process: bool, log: Callable[[str], None]) -> dict[str, Any]:
+                   recipe_yaml: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Merge, write ``export_dir`` (through ``export.tmp``), reload and compare on ``probe``.
 
     With a ``dtype`` below float32 the trained weights are rounded first (training
@@ -38,8 +38,6 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
             rounded = encoder(probe).global_token.float()
         info["rounding_max_abs_diff"] = float((before - rounded).abs().max())
         before = rounded
-    if not is_main_process:
-        return info
     tmp = export_dir.with_name(export_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -79,5 +79,6 @@ def genhancer_export_end(export: "ExportInfo") -> None:
 def genhancer_add_commands(subparsers: "argparse._SubParsersAction") -> None:
     """Add subcommands to the ``genhancer`` command line. Each parser sets its
     handler with ``parser.set_defaults(handler=function)``; the function takes
-    the parsed ``argparse.Namespace`` and returns the exit status. Import heavy
+    the parsed ``argparse.Namespace`` (its ``manager`` is the loaded plugin manager)
+    and returns the exit status; a ``RecipeError`` or ``RunError`` becomes one line. Import heavy
     libraries inside the handler, not here: ``genhancer --help`` stays fast."""

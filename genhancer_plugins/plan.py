@@ -7,14 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .build import apply_pretrainer, build_models, cache_root, resolve_components, resolve_evaluators, resolve_pretrainer
+from .build import build_models, cache_root, plan_pretrainer, resolve_components, resolve_evaluators
 from .components import OfflineUnknown
 from .manager import PluginManager
 from .recipe import STAGE1, STAGE2, LoadedRecipe
-
-
-def lr_schedule_name(warmup_steps: int) -> str:
-    return "constant" if warmup_steps == 0 else f"linear warm-up over {warmup_steps} steps, then constant"
 
 
 def lora_parameter_count(encoder: Any, rank: int) -> int:
@@ -51,10 +47,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             "provided_by": f"{comp.registered.source.distribution} {comp.registered.source.version}",
             "params": comp.params.model_dump(mode="json"),
         }
-    pretrainer = resolve_pretrainer(loaded, manager)
+    pretrainer = plan_pretrainer(loaded, manager, components)
     if pretrainer is not None:
-        phase = pretrainer.build(seed=recipe.train.seed)
-        apply_pretrainer(components, phase.planned_encoder_params())
         plan["pretrain"] = {"name": pretrainer.ref.name, "params": pretrainer.params.model_dump(mode="json"),
                             "cache": str(cache_root())}
     try:
@@ -103,7 +97,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             steps=settings.steps,
             epochs=None if settings.steps else settings.epochs,
             warmup_steps=settings.warmup_steps,
-            lr_schedule=lr_schedule_name(settings.warmup_steps),
+            lr_schedule=settings.lr_schedule,
             weight_decay=settings.weight_decay,
             betas=list(settings.betas),
             max_grad_norm=settings.max_grad_norm,

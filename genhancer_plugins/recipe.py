@@ -62,6 +62,11 @@ class StageSettings(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: PositiveFloat | None = 1.0
 
+    @property
+    def lr_schedule(self) -> str:
+        """In words: what the engine's ``stage.learning_rate`` does with these settings."""
+        return "constant" if self.warmup_steps == 0 else f"linear warm-up over {self.warmup_steps} steps, then constant"
+
 
 class Stage1Settings(StageSettings):
     """Encoder frozen; projector and denoiser train."""

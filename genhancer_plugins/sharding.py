@@ -67,7 +67,3 @@ def _shard_blocks(module: nn.Module, shard: Any) -> None:
                     shard(block)
         else:
             _shard_blocks(child, shard)
-
-
-def any_sharded(module: nn.Module) -> bool:
-    return any(is_sharded(p) for p in module.parameters())

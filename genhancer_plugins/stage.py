@@ -197,7 +197,7 @@ class StageTrainer:
         if finished is not None:
             return finished
         self._stage2_start()
-        if self.sharded:
+        if self.run.sharded:
             from .sharding import shard_trainable_parts
 
             sharded = shard_trainable_parts(run.model.parts())
@@ -210,7 +210,7 @@ class StageTrainer:
         optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
                                       **({"fused": True} if fused else {}))
         acc.free_memory()  # drop the previous stage's wrappers
-        if self.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
+        if self.run.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
             model = run.model
             optimizer = acc.prepare(optimizer)
             loader = self._dataloader() if run.streaming else acc.prepare(self._dataloader())
@@ -227,7 +227,7 @@ class StageTrainer:
         total = self._total_steps(batches_per_epoch)
         result = StageResult()
         position = self._resume(optimizer, result, total)
-        run.log(f"{self.stage}: {total} steps, lr {s.learning_rate:g} ({'constant' if not s.warmup_steps else f'warm-up {s.warmup_steps}'}), "
+        run.log(f"{self.stage}: {total} steps, lr {s.learning_rate:g} ({s.lr_schedule}), "
                 f"{sum(p.numel() for p in trainable):,} trainable parameters, global batch "
                 f"{recipe.data.batch_size * acc.num_processes * recipe.train.gradient_accumulation_steps}")
         run.model.train()
@@ -334,10 +334,6 @@ class StageTrainer:
         return step
 
     @property
-    def sharded(self) -> bool:
-        return self.run.recipe.train.sharding == "fsdp" and self.run.accelerator.num_processes > 1
-
-    @property
     def _cache_encoder(self) -> bool:
         """The encoder's output is frozen work only in stage 1, and cached only when no local token is read."""
         return self.stage == STAGE1 and not self.run.model.conditioner.uses_local_tokens
@@ -346,7 +342,7 @@ class StageTrainer:
         if self.run.cache is not None:
             self.run.cache.flush()
         main = self.run.accelerator.is_main_process
-        if main or self.sharded:  # sharded tensors are gathered by every process; the first writes
+        if main or self.run.sharded:  # sharded tensors are gathered by every process; the first writes
             step, epoch, batches_done = position
             state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,
                      "skipped_samples": result.skipped_samples, "wall_time_s": wall_time_s}
@@ -358,11 +354,11 @@ class StageTrainer:
     def _finish(self, optimizer: Any, result: StageResult, position: list[int]) -> None:
         """The last checkpoint, then ``final/``: trained tensors, state, and the denoiser in its own layout."""
         self._checkpoint(optimizer, position, result, result.wall_time_s)
-        weights = stage_state(self.run.model) if (self.run.accelerator.is_main_process or self.sharded) else None
+        weights = stage_state(self.run.model) if (self.run.accelerator.is_main_process or self.run.sharded) else None
         if self.run.accelerator.is_main_process:
             self.final_dir.mkdir(parents=True, exist_ok=True)
             save_tensors(weights, self.final_dir / WEIGHTS_FILE)
-            if not self.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
+            if not self.run.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
                 self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
                 respect_umask(self.final_dir / "denoiser")
             write_json(self.final_dir / STATE_FILE, {"step": result.steps, "epochs": self.settings.epochs, "final_loss": result.final_loss,

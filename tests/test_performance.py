@@ -151,3 +151,15 @@ def test_resume_with_the_cache_is_exact(tmp_path):
 def test_the_cache_needs_fixed_crops(tmp_path, capsys):
     code = main(["validate", str(write_recipe(tmp_path, FAST)), "--set", "cache.enabled=true"])
     assert code == 2 and "cache.enabled needs data.fixed_crops" in capsys.readouterr().err
+
+
+def test_bench_builds_the_encoder_a_pretrainer_would_produce(capsys):
+    from genhancer_plugins.manager import load_plugins
+    from genhancer_plugins.plan import make_plan
+    from genhancer_plugins.recipe import load_recipe
+
+    recipe = ROOT / "recipes" / "experiments" / "main.yaml"
+    assert main(["bench", str(recipe), "--dry", "--json"]) == 0
+    benched = json.loads(capsys.readouterr().out)["parameters"]["encoder"]
+    manager = load_plugins()
+    assert benched == make_plan(load_recipe(recipe, manager=manager), manager, None)["parameters"]["encoder"] != 47_233  # not the tiny preset

@@ -29,21 +29,27 @@ Each evaluator reads its benchmark's published on-disk layout and asks a
 
 from __future__ import annotations
 
-from .common import Item, accuracy, ask_all, pair_accuracy
-from .cv_bench import CVBenchEvaluator, read_cv_bench
-from .hallusion import HallusionEvaluator, read_hallusion
-from .mmvp_mllm import MMVPMLLMEvaluator, read_mmvp_mllm
-from .multiple_choice import MultipleChoiceEvaluator, read_multiple_choice
-from .naturalbench import NaturalBenchEvaluator, read_naturalbench
-from .params import (CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, NaturalBenchParams, POPEParams,
-                     ScienceQAParams)
-from .pope import POPEEvaluator, read_pope
-from .science_qa import ScienceQAEvaluator, read_science_qa
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Item", "accuracy", "ask_all", "pair_accuracy",
-    "CVBenchEvaluator", "HallusionEvaluator", "MMVPMLLMEvaluator", "MultipleChoiceEvaluator", "NaturalBenchEvaluator",
-    "POPEEvaluator", "ScienceQAEvaluator",
-    "CVBenchParams", "HallusionParams", "MMVPMLLMParams", "MultipleChoiceParams", "NaturalBenchParams", "POPEParams", "ScienceQAParams",
-    "read_cv_bench", "read_hallusion", "read_mmvp_mllm", "read_multiple_choice", "read_naturalbench", "read_pope", "read_science_qa",
-]
+#: name -> submodule. Loaded on first use (PEP 562): registering the plugin reads only
+#: ``benchmarks.params``, so `genhancer --help` and `plugins` import no torch.
+_WHERE = {
+    "Item": "common", "accuracy": "common", "ask_all": "common", "pair_accuracy": "common",
+    "CVBenchEvaluator": "cv_bench", "read_cv_bench": "cv_bench",
+    "HallusionEvaluator": "hallusion", "read_hallusion": "hallusion",
+    "MMVPMLLMEvaluator": "mmvp_mllm", "read_mmvp_mllm": "mmvp_mllm",
+    "MultipleChoiceEvaluator": "multiple_choice", "read_multiple_choice": "multiple_choice",
+    "NaturalBenchEvaluator": "naturalbench", "read_naturalbench": "naturalbench",
+    "POPEEvaluator": "pope", "read_pope": "pope",
+    "ScienceQAEvaluator": "science_qa", "read_science_qa": "science_qa",
+    **{name: "params" for name in ("CVBenchParams", "HallusionParams", "MMVPMLLMParams", "MultipleChoiceParams",
+                                   "NaturalBenchParams", "POPEParams", "ScienceQAParams")},
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)
