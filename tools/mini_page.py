@@ -175,34 +175,39 @@ def sweep_reading(original: dict[str, float], results: dict[str, dict[int, dict[
 
 
 def twin_section(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int],
-                 twin: dict[int, dict[str, Any]]) -> list[str]:
-    """The MLLM twin's answers per attribute for both towers, and their change beside the tower probe's change."""
-    lines: list[str] = []
+                 twin: dict[int, dict[str, Any]], control: tuple[str, dict[int, dict[str, Any]]] | None = None) -> list[str]:
+    """The MLLM twin's answers per attribute for each tower, and their change beside the tower probe's change."""
     metrics_twin = [k for k in twin[seeds[0]]["original"] if k.endswith("accuracy")]
-    lines += ["", "## The MLLM twin (Table 2 in miniature)", "",
-              "A tiny LLaVA (random 2-layer Llama, word tokenizer) trained with LLaVA-1.5's two phases on shapes-world "
-              "captions and attribute questions, once with the original tower and once with the enhanced one (main "
-              "experiment's export of the same seed); multiple-choice answers chosen by likelihood, questions in pairs of "
-              "scenes that differ in the asked attribute. The last two rows put the MLLM's change per attribute (enhanced minus "
-              "original tower) beside the change of the tower's own linear probe for that attribute, so a change in the answers "
-              "can be traced to a change in the tower's fine or global information, or to neither.", "",
-              "| tower | " + " | ".join(metrics_twin) + " |", "|---|" + "---|" * len(metrics_twin)]
-    for tower in ("original", "enhanced"):
+    lines = ["", "## The MLLM twin (Table 2 in miniature)", "",
+             "A tiny LLaVA (random 2-layer Llama, word tokenizer) trained with LLaVA-1.5's two phases on shapes-world "
+             "captions and attribute questions, once with the original tower and once with the enhanced one (main "
+             "experiment's export of the same seed); multiple-choice answers chosen by likelihood, questions in pairs of "
+             "scenes that differ in the asked attribute. The change rows put the MLLM's change per attribute (enhanced minus "
+             "original tower) beside the change of the tower's own linear probe for that attribute, so a change in the answers "
+             "can be traced to a change in the tower's fine or global information, or to neither."
+             + (f" A control twin uses `{control[0]}`'s tower, which moves far more than main's and loses global semantics."
+                if control else ""), "",
+             "| tower | " + " | ".join(metrics_twin) + " |", "|---|" + "---|" * len(metrics_twin)]
+
+    def row(title: str, values: list[list[float] | None], signed: bool = False) -> str:
         cells = []
+        for per_seed in values:
+            if per_seed is None:
+                cells.append("")
+                continue
+            mean, spread = stats(per_seed)
+            cells.append(f"{mean:+.1f} ± {spread:.1f}" if signed else f"{mean:.1f} ± {spread:.1f}")
+        return f"| {title} | " + " | ".join(cells) + " |"
+
+    arms = [("main", twin)] + ([control] if control else [])
+    lines.append(row("original", [[twin[s]["original"][m] for s in seeds] for m in metrics_twin]))
+    for name, arm in arms:
+        tag = "" if name == "main" else f" ({label(name)})"
+        lines.append(row(f"enhanced{tag}", [[arm[s]["enhanced"][m] for s in seeds] for m in metrics_twin]))
+        lines.append(row(f"MLLM change{tag}", [[arm[s]["enhanced"][m] - arm[s]["original"][m] for s in seeds] for m in metrics_twin], True))
+        probes = []
         for m in metrics_twin:
-            mean, spread = stats([twin[s][tower][m] for s in seeds])
-            cells.append(f"{mean:.1f} ± {spread:.1f}")
-        lines.append(f"| {tower} | " + " | ".join(cells) + " |")
-    # the change per attribute, in the MLLM and in the tower's probe, side by side
-    mllm, probe_changes = [], []
-    for m in metrics_twin:
-        mean, spread = stats([twin[s]["enhanced"][m] - twin[s]["original"][m] for s in seeds])
-        mllm.append(f"{mean:+.1f} ± {spread:.1f}")
-        attribute = m.removesuffix("_accuracy")
-        if f"probe_{attribute}" in original and "main" in results:
-            mean, spread = stats([results["main"][s][f"probe_{attribute}"] - original[f"probe_{attribute}"] for s in seeds])
-            probe_changes.append(f"{mean:+.1f} ± {spread:.1f}")
-        else:
-            probe_changes.append("")
-    lines += ["| MLLM change | " + " | ".join(mllm) + " |", "| tower's probe change (main) | " + " | ".join(probe_changes) + " |"]
+            key = f"probe_{m.removesuffix('_accuracy')}"
+            probes.append([results[name][s][key] - original[key] for s in seeds] if key in original and name in results else None)
+        lines.append(row(f"tower's probe change, {label(name)}", probes, True))
     return lines

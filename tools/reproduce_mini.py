@@ -32,6 +32,9 @@ EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "times
 #: same seed (``stage2.init_from``) instead of training an identical stage 1 again: a third less time, and their
 #: comparison with main differs in stage 2 alone.
 STAGE2_ONLY = {"full_finetune"}
+#: A second tower for the MLLM twin, one that moves far more than main's (and loses global semantics): does the
+#: MLLM follow a large change of the tower where it cannot resolve main's small one?
+TWIN_CONTROL = "lr_5e-03"
 HEADLINE = ["probe_fine_mean", "pairs_fine_mean", "probe_colour", "probe_count", "probe_shape", "coarse_zero_shot"]
 
 
@@ -102,8 +105,8 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
 
 
 def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str], log: Callable[[str], None],
-             images: int = 400, eval_pairs: int = 10) -> dict[int, dict[str, Any]]:
-    """The MLLM twin: a tiny LLaVA per tower (original, and main's export of each seed), likelihood-scored."""
+             images: int = 400, eval_pairs: int = 10, tower: str = "main") -> dict[int, dict[str, Any]]:
+    """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored."""
     from genhancer_plugins.engine import Run
     from genhancer_plugins.manager import load_plugins
     from genhancer_plugins.recipe import load_recipe
@@ -115,18 +118,18 @@ def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides
         write_twin_data(data, images, eval_pairs)
     results = {}
     for seed in seeds:
-        out = runs / "twin" / f"seed{seed}"
+        out = runs / ("twin" if tower == "main" else f"twin-{tower}") / f"seed{seed}"
         summary = out / "run.json"
         if not (summary.is_file() and json.loads(summary.read_text()).get("completed")):
             start = time.perf_counter()
             sets = [f"train.seed={seed}", "stage1.enabled=false", "stage2.enabled=false", "eval=[]",
-                    f"llava.tower={runs / 'main' / f'seed{seed}' / 'export'}", f"llava.original_tower={source}",
+                    f"llava.tower={runs / tower / f'seed{seed}' / 'export'}", f"llava.original_tower={source}",
                     f"llava.tokenizer_corpus=[{data / 'corpus.txt'}]", f"llava.pretrain.data={data / 'pretrain.json'}",
                     f"llava.finetune.data={data / 'finetune.json'}", f"llava.eval.0.params.file={data / 'eval.jsonl'}",
                     *[o for o in overrides if o.startswith("llava.")]]
             loaded = load_recipe(recipes / "llava_tiny.yaml", sets)
             Run(loaded, load_plugins(), out, overwrite=True, show_progress=False).execute()
-            log(f"twin seed {seed}: trained in {time.perf_counter() - start:.0f} s")
+            log(f"twin ({tower}'s tower) seed {seed}: trained in {time.perf_counter() - start:.0f} s")
         results[seed] = json.loads(summary.read_text())["llava"]["eval"]["multiple_choice"]
     return results
 
@@ -146,7 +149,8 @@ def verdict(gaps: list[float]) -> tuple[str, float, float]:
 
 
 def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[str, dict[int, dict[str, float]]],
-               seeds: list[int], settings: dict[str, Any], twin: dict[int, dict[str, Any]] | None = None) -> Path:
+               seeds: list[int], settings: dict[str, Any], twin: dict[int, dict[str, Any]] | None = None,
+               control: tuple[str, dict[int, dict[str, Any]]] | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +250,7 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
     lines += frontier_section(original, results, seeds, assets)
     lines += sweep_reading(original, results, seeds)
     if twin:
-        lines += twin_section(original, results, seeds, twin)
+        lines += twin_section(original, results, seeds, twin, control)
     lines += ["", "## Charts", "", f"![linear probes per attribute]({assets.name}/probes.png)", ""]
     first = seeds[0]
     lines.append("The denoisers are tiny and trained for a few hundred steps, so the reconstructions below are far from "
@@ -262,7 +266,7 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
     lines += ["## Reading the verdicts", ""]
     for claim, word in verdicts:
         if word != "reproduced":
-            lines.append(f"- *{claim.title}* ({claim.paper}) is {word} at this scale. {_why(claim, original, results, seeds, twin)}")
+            lines.append(f"- *{claim.title}* ({claim.paper}) is {word} at this scale. {_why(claim, original, results, seeds, twin, control)}")
     if all(word == "reproduced" for _, word in verdicts):
         lines.append("- Every claim tested reproduced at this scale.")
     lines.append("")
@@ -271,14 +275,22 @@ def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[
 
 
 def _why(claim: Claim, original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int],
-         twin: dict[int, dict[str, Any]] | None) -> str:
+         twin: dict[int, dict[str, Any]] | None, control: tuple[str, dict[int, dict[str, Any]]] | None = None) -> str:
     """What the numbers say about a claim that did not reproduce."""
     if claim.better == "twin" and twin:
         gain = stats([results["main"][s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
         spread = stats([twin[s]["enhanced"]["accuracy"] - twin[s]["original"]["accuracy"] for s in seeds])[1]
-        return (f"The towers differ by {gain[0]:+.2f} probe points of fine detail, far below the twin's own spread of {spread:.1f} "
+        text = (f"The towers differ by {gain[0]:+.2f} probe points of fine detail, far below the twin's own spread of {spread:.1f} "
                 "points between seeds: the twin cannot resolve a change this small; a tower that moves more, or many more "
                 "question pairs, would be needed.")
+        if control:
+            name, arm = control
+            change = stats([arm[s]["enhanced"]["accuracy"] - arm[s]["original"]["accuracy"] for s in seeds])
+            tower = stats([results[name][s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
+            drop = stats([original["coarse_zero_shot"] - results[name][s]["coarse_zero_shot"] for s in seeds])
+            text += (f" The control tower (`{name}`: fine {tower[0]:+.2f}, coarse_zero_shot drop {drop[0]:.1f}) changes the MLLM's "
+                     f"accuracy by {change[0]:+.1f} ± {change[1]:.1f} points; its per-attribute rows above show which answers follow.")
+        return text
     other = claim.worse
     if other and "coarse_zero_shot" in original and other in results:
         word, drop, spread = guard_verdict([original["coarse_zero_shot"] - results[other][s]["coarse_zero_shot"] for s in seeds])
@@ -352,9 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed, out in per_seed.items():
             log(f"probing {name} seed {seed}")
             results.setdefault(name, {})[seed] = probe(str(out / "export"), out / "probe.json", probe_params)
-    twin = None
+    twin = control = None
     if not args.no_twin and "main" in done:
         twin = run_twin(recipes, runs, args.seeds, source, args.overrides, log, args.twin_images, args.twin_pairs)
+        if TWIN_CONTROL in done:
+            control = TWIN_CONTROL, run_twin(recipes, runs, args.seeds, source, args.overrides, log, args.twin_images,
+                                             args.twin_pairs, TWIN_CONTROL)
     recipe = json.loads((any_run / "run.json").read_text())["resolved_recipe"]
     settings = {
         "pretrain": _describe(recipe.get("pretrain", {}).get("params", {})) + f"; cached in {cache_root()}",
@@ -369,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         "timing": _timing(runs, source, time.perf_counter() - start),
         "machine": "2 CPU cores",
     }
-    page = write_page(doc, runs, original, results, args.seeds, settings, twin)
+    page = write_page(doc, runs, original, results, args.seeds, settings, twin, control)
     log(f"wrote {page} in {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
