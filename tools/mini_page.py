@@ -174,6 +174,15 @@ def sweep_reading(original: dict[str, float], results: dict[str, dict[int, dict[
     return ["## What the sweep suggests", "", *lines, ""] if lines else []
 
 
+def _control_words(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int], name: str) -> str:
+    words = f" A control twin uses `{name}`'s tower"
+    if name in results and "coarse_zero_shot" in original:
+        (gain, _), (drop, _), word = _gain_and_drop(original, results[name], seeds)
+        main_gain = stats([results["main"][s]["probe_fine_mean"] for s in seeds])[0] - original["probe_fine_mean"]
+        words += f" (fine gain {gain:+.2f} against main's {main_gain:+.2f}; coarse_zero_shot drop {drop:.1f}, global semantics {word})"
+    return words + "."
+
+
 def twin_section(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int],
                  twin: dict[int, dict[str, Any]], control: tuple[str, dict[int, dict[str, Any]]] | None = None) -> list[str]:
     """The MLLM twin's answers per attribute for each tower, and their change beside the tower probe's change."""
@@ -185,8 +194,7 @@ def twin_section(original: dict[str, float], results: dict[str, dict[int, dict[s
              "scenes that differ in the asked attribute. The change rows put the MLLM's change per attribute (enhanced minus "
              "original tower) beside the change of the tower's own linear probe for that attribute, so a change in the answers "
              "can be traced to a change in the tower's fine or global information, or to neither."
-             + (f" A control twin uses `{control[0]}`'s tower, which moves far more than main's and loses global semantics."
-                if control else ""), "",
+             + (_control_words(original, results, seeds, control[0]) if control else ""), "",
              "| tower | " + " | ".join(metrics_twin) + " |", "|---|" + "---|" * len(metrics_twin)]
 
     def row(title: str, values: list[list[float] | None], signed: bool = False) -> str:
