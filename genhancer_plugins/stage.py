@@ -193,9 +193,14 @@ class StageTrainer:
         original = anchor_reference(run.model.encoder, recipe, self.stage)
         configure_trainable(run.model, self.stage, recipe, acc.device)
         run.model.anchor = make_anchor(run.model.encoder, recipe.stage2.anchor, original)
-        finished = self._finished()
-        if finished is not None:
-            return finished
+        try:
+            finished = self._finished()
+            return finished if finished is not None else self._train()
+        finally:
+            run.model.anchor = None  # a training term only: export and evaluation need neither it nor its frozen copy
+
+    def _train(self) -> StageResult:
+        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
         self._stage2_start()
         if self.run.sharded:
             from .sharding import shard_trainable_parts

@@ -73,3 +73,15 @@ def test_anchor_adds_weight_times_distance_and_its_gradient(tmp_path, tuning, di
         if t is None:
             continue
         torch.testing.assert_close(a - (p if p is not None else 0), t, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_anchor_and_its_frozen_copy_go_once_stage_2_ends(tmp_path):
+    # lora_only trains biases, so the original needs a frozen copy of the encoder: it must not outlive training,
+    # whether stage 2 trained now or had finished before (a resumed, finished run)
+    manager = load_plugins()
+    recipe = load_recipe(write_recipe(tmp_path, FAST), ["stage2.lora.bias=lora_only", "stage2.anchor.weight=1.0"], manager)
+    for resume in (False, True):
+        run = Run(recipe, manager, tmp_path / "out", resume=resume, show_progress=False)
+        run.execute()
+        assert run.results["stage2"].already_finished is resume and run.model.anchor is None
