@@ -49,6 +49,13 @@ def stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def gain_and_drop(original: dict[str, float], per_seed: dict[int, dict[str, float]], seeds: list[int]):
+    """An encoder against the original: ((fine gain, spread), (coarse_zero_shot drop, spread), guard verdict)."""
+    gain = stats([per_seed[s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
+    word, drop, spread = guard_verdict([original["coarse_zero_shot"] - per_seed[s]["coarse_zero_shot"] for s in seeds])
+    return gain, (drop, spread), word
+
+
 def guard_verdict(drops: list[float]) -> tuple[str, float, float]:
     """Per-seed drops of a guard (original - enhanced) -> (verdict, mean, spread)."""
     mean, spread = stats(drops)
@@ -90,8 +97,7 @@ def frontier_section(original: dict[str, float], results: dict[str, dict[int, di
     rows, xs, ys, xerr, yerr = [], [], [], [], []
     for name in points:
         per_seed = results[name]
-        gain = stats([per_seed[s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
-        loss = stats([original["coarse_zero_shot"] - per_seed[s]["coarse_zero_shot"] for s in seeds])
+        gain, loss, _ = gain_and_drop(original, per_seed, seeds)
         shape = stats([original["probe_shape"] - per_seed[s]["probe_shape"] for s in seeds]) if "probe_shape" in original else (0.0, 0.0)
         rows.append(f"| {label(name)} | {gain[0]:+.2f} ± {gain[1]:.2f} | {loss[0]:+.1f} ± {loss[1]:.1f} | "
                     f"{shape[0]:+.1f} ± {shape[1]:.1f} |")
@@ -136,15 +142,9 @@ def frontier_section(original: dict[str, float], results: dict[str, dict[int, di
             "| setting | fine gain | coarse_zero_shot drop | probe_shape drop |", "|---|---|---|---|", *rows, ""]
 
 
-def _gain_and_drop(original: dict[str, float], per_seed: dict[int, dict[str, float]], seeds: list[int]):
-    gain = stats([per_seed[s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
-    word, drop, spread = guard_verdict([original["coarse_zero_shot"] - per_seed[s]["coarse_zero_shot"] for s in seeds])
-    return gain, (drop, spread), word
-
-
 def sweep_reading(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int]) -> list[str]:
     """What the trade-off sweep says, in sentences computed from its numbers."""
-    points = {name: _gain_and_drop(original, results[name], seeds) for name in FRONTIER if name in results}
+    points = {name: gain_and_drop(original, results[name], seeds) for name in FRONTIER if name in results}
     if "coarse_zero_shot" not in original or len(points) < 2:
         return []
     rates = [name for name in points if not name.startswith("anchor")]
@@ -177,8 +177,8 @@ def sweep_reading(original: dict[str, float], results: dict[str, dict[int, dict[
 def _control_words(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]], seeds: list[int], name: str) -> str:
     words = f" A control twin uses `{name}`'s tower"
     if name in results and "coarse_zero_shot" in original:
-        (gain, _), (drop, _), word = _gain_and_drop(original, results[name], seeds)
-        main_gain = stats([results["main"][s]["probe_fine_mean"] for s in seeds])[0] - original["probe_fine_mean"]
+        (gain, _), (drop, _), word = gain_and_drop(original, results[name], seeds)
+        main_gain = gain_and_drop(original, results["main"], seeds)[0][0]
         words += f" (fine gain {gain:+.2f} against main's {main_gain:+.2f}; coarse_zero_shot drop {drop:.1f}, global semantics {word})"
     return words + "."
 

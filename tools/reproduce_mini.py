@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mini_page import SWEEP, frontier_section, global_semantics_section, guard_verdict, sweep_reading, twin_section  # noqa: E402
+from mini_page import (SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats,  # noqa: E402
+                       sweep_reading, twin_section)
 
 EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune"]
 #: Experiments that change stage 2 only. Like the sweep's points, they start stage 2 from main's stage 1 of the
@@ -132,10 +132,6 @@ def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides
             log(f"twin ({tower}'s tower) seed {seed}: trained in {time.perf_counter() - start:.0f} s")
         results[seed] = json.loads(summary.read_text())["llava"]["eval"]["multiple_choice"]
     return results
-
-
-def stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def verdict(gaps: list[float]) -> tuple[str, float, float]:
@@ -278,7 +274,7 @@ def _why(claim: Claim, original: dict[str, float], results: dict[str, dict[int, 
          twin: dict[int, dict[str, Any]] | None, control: tuple[str, dict[int, dict[str, Any]]] | None = None) -> str:
     """What the numbers say about a claim that did not reproduce."""
     if claim.better == "twin" and twin:
-        gain = stats([results["main"][s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
+        gain = gain_and_drop(original, results["main"], seeds)[0]
         spread = stats([twin[s]["enhanced"]["accuracy"] - twin[s]["original"]["accuracy"] for s in seeds])[1]
         text = (f"The towers differ by {gain[0]:+.2f} probe points of fine detail, far below the twin's own spread of {spread:.1f} "
                 "points between seeds: the twin cannot resolve a change this small; a tower that moves more, or many more "
@@ -286,8 +282,7 @@ def _why(claim: Claim, original: dict[str, float], results: dict[str, dict[int, 
         if control:
             name, arm = control
             change = stats([arm[s]["enhanced"]["accuracy"] - arm[s]["original"]["accuracy"] for s in seeds])
-            tower = stats([results[name][s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])
-            drop = stats([original["coarse_zero_shot"] - results[name][s]["coarse_zero_shot"] for s in seeds])
+            tower, drop, _ = gain_and_drop(original, results[name], seeds)
             text += (f" The control tower (`{name}`: fine {tower[0]:+.2f}, coarse_zero_shot drop {drop[0]:.1f}) changes the MLLM's "
                      f"accuracy by {change[0]:+.1f} ± {change[1]:.1f} points; its per-attribute rows above show which answers follow.")
         return text
