@@ -31,7 +31,7 @@ for recipe in clip_l14_224 clip_l14_336; do
         --batch-sizes 2,4,8,16,32,64 --steps 5 --warmup 2 --json > "$OUT/bench-$recipe.json"
     "$PY" - "$OUT/bench-$recipe.json" > "$OUT/bench-$recipe.txt" <<'PYEOF'
 import json, sys
-from genhancer_plugins.bench import render_bench
+from genhancer_plugins.commands.bench import render_bench
 print(render_bench(json.load(open(sys.argv[1]))))
 PYEOF
     cat "$OUT/bench-$recipe.txt"

@@ -97,10 +97,10 @@ def reference(recipe: dict[str, Any], steps: int) -> dict[str, float]:
     from peft import LoraConfig, inject_adapter_in_model
 
     from helpers import write_recipe
-    from genhancer_plugins.build import build_models, resolve_components
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.model import collate
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.recipe.build import build_models, resolve_components
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.training.model import collate
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = load_plugins()
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,8 +5,8 @@ Light on purpose (no torch import) so that ``genhancer --help`` and
 :mod:`genhancer_plugins.interfaces`.
 """
 
-from .components import COMPONENT_KINDS, ComponentSpec, OfflineUnknown, Params, construction_device, load_presets
-from .hookspecs import hookimpl, hookspec
+from genhancer_plugins.registry.components import COMPONENT_KINDS, ComponentSpec, OfflineUnknown, Params, construction_device, load_presets
+from genhancer_plugins.hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
 

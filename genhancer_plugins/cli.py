@@ -43,7 +43,7 @@ def add_comparison_args(parser: argparse.ArgumentParser, model_help: str) -> Non
 
 
 def build_parser(manager: Any = None) -> argparse.ArgumentParser:
-    from .recipe import STAGES
+    from genhancer_plugins.recipe.schema import STAGES
 
     parser = argparse.ArgumentParser(
         prog="genhancer",
@@ -129,7 +129,7 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from genhancer_plugins import __version__
 
     return __version__
 
@@ -168,8 +168,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .plan import make_plan, render_plan
-    from .recipe import load_recipe
+    from genhancer_plugins.commands.plan import make_plan, render_plan
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
@@ -179,9 +179,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import render_bench, run_bench
-    from .errors import RecipeError
-    from .recipe import STAGES, load_recipe
+    from genhancer_plugins.commands.bench import render_bench, run_bench
+    from genhancer_plugins.util.errors import RecipeError
+    from genhancer_plugins.recipe.schema import STAGES, load_recipe
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
@@ -204,9 +204,9 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
     """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
     from pydantic import ValidationError
 
-    from .errors import RecipeError, RunError
-    from .manager import ComponentNotFound
-    from .recipe import apply_override, parse_override
+    from genhancer_plugins.util.errors import RecipeError, RunError
+    from genhancer_plugins.registry.manager import ComponentNotFound
+    from genhancer_plugins.recipe.schema import apply_override, parse_override
 
     try:
         registered = manager.get("evaluator", name)
@@ -233,8 +233,8 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
 def compare(args: argparse.Namespace, scores: str, load: Callable[[str, str, str], Any]) -> int:
     """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
     ``scores`` models and print the side-by-side table."""
-    from .errors import RunError
-    from .evaluation import run_evaluation
+    from genhancer_plugins.util.errors import RunError
+    from genhancer_plugins.evaluation.runner import run_evaluation
 
     evaluator = build_evaluator(args.manager, args.name, args.params, scores)
     output = Path(args.output)
@@ -260,15 +260,15 @@ def model_labels(sources: list[str]) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import load_model
+    from genhancer_plugins.evaluation.runner import load_model
 
     return compare(args, "encoder", lambda source, label, device: load_model(args.manager, source, args.text_from, device))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .errors import RunError
-    from .model import load_trained_model
-    from .reconstruct import check_images, load_images, reconstruct, save_grid
+    from genhancer_plugins.util.errors import RunError
+    from genhancer_plugins.training.model import load_trained_model
+    from genhancer_plugins.commands.reconstruct import check_images, load_images, reconstruct, save_grid
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -290,7 +290,7 @@ IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from genhancer_plugins.commands.report import write_report
 
     path = write_report([Path(r) for r in args.runs], Path(args.output))
     print(f"report: {path}")
@@ -298,8 +298,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .engine import Run
-    from .recipe import load_recipe
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
@@ -318,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .manager import load_plugins
+    from genhancer_plugins.registry.manager import load_plugins
 
     argv = list(sys.argv[1:] if argv is None else argv)
     early = argparse.ArgumentParser(add_help=False)
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.manager = manager
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from .errors import RecipeError, RunError
+    from genhancer_plugins.util.errors import RecipeError, RunError
 
     try:
         return args.handler(args)

@@ -11,7 +11,7 @@ from torch import nn
 
 @dataclass
 class RunInfo:
-    recipe: Any  #: the validated :class:`~genhancer_plugins.recipe.Recipe`
+    recipe: Any  #: the validated :class:`~genhancer_plugins.recipe.schema.Recipe`
     output_dir: Path
     modules: Mapping[str, nn.Module]
     process_index: int = 0

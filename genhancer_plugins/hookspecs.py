@@ -19,8 +19,8 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from .components import ComponentSpec
-    from .events import ExportInfo, RunInfo, StageInfo, StepInfo
+    from genhancer_plugins.registry.components import ComponentSpec
+    from genhancer_plugins.events import ExportInfo, RunInfo, StageInfo, StepInfo
 
 PROJECT = "genhancer"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -40,7 +40,7 @@ def genhancer_components() -> list["ComponentSpec"]:
 @hookspec(firstresult=True)
 def genhancer_load_image_text_model(source: str, text_from: "str | None", device: str) -> "object | None":
     """Load ``source`` (a directory or hub id) as an
-    :class:`~genhancer_plugins.evaluation.ImageTextModel` for evaluators, or
+    :class:`~genhancer_plugins.evaluation.runner.ImageTextModel` for evaluators, or
     return None if this plugin does not handle it. The first non-None answer
     wins. ``text_from`` names the text tower to pair with a vision-only model."""
 

@@ -174,7 +174,7 @@ class Denoiser(nn.Module, ABC):
     def save_pretrained(self, directory: Path) -> None:
         """Write the trained denoiser in its library's own layout (default: its
         parameters as ``model.safetensors``)."""
-        from .files import save_tensors
+        from genhancer_plugins.util.files import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

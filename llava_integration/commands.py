@@ -58,7 +58,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def swap_command(args: argparse.Namespace) -> int:
-    from genhancer_plugins.errors import RunError
+    from genhancer_plugins.util.errors import RunError
 
     from .build import load_llava
     from .tower import TowerMismatch, swap_vision_tower

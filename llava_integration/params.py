@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from genhancer_plugins.components import Params
-from genhancer_plugins.recipe import ComponentRef
+from genhancer_plugins.registry.components import Params
+from genhancer_plugins.recipe.schema import ComponentRef
 
 
 class LlavaPhaseSettings(Params):

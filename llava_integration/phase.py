@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from genhancer_plugins.errors import RunError
+from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.interfaces import DownstreamPhase, PhaseContext
-from genhancer_plugins.tables import difference, markdown_table
+from genhancer_plugins.util.tables import difference, markdown_table
 
 from .params import LlavaSettings
 
@@ -58,7 +58,7 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
     """``towers``: label -> tower directory. Returns the ``llava`` part of run.json."""
     import torch
 
-    from genhancer_plugins.evaluation import evaluate_or_resume, write_comparison
+    from genhancer_plugins.evaluation.runner import evaluate_or_resume, write_comparison
 
     from .build import build_llava, load_llava
     from .data import LlavaDataset

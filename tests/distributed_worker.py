@@ -56,9 +56,9 @@ wrap(pathlib.Path, "unlink")
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import run_recipe  # noqa: E402
 from genhancer_plugins import hookimpl  # noqa: E402
-from genhancer_plugins.sharding import full  # noqa: E402
+from genhancer_plugins.training.sharding import full  # noqa: E402
 
-import genhancer_plugins.checkpoint as checkpoint  # noqa: E402
+import genhancer_plugins.training.checkpoint as checkpoint  # noqa: E402
 import genhancer_hf_encoders.encoders as encoders  # noqa: E402
 
 checkpoint.save_file = safetensors.torch.save_file

@@ -51,9 +51,9 @@ def write_recipe(directory: Path, data: dict[str, Any], name: str = "recipe.yaml
 
 def run_recipe(recipe: Path, output_dir: Path, overrides: Iterable[str] = (), plugins: Iterable[tuple[Any, str]] = (), **kwargs: Any) -> dict[str, Any]:
     """Run a recipe in this process, as ``genhancer run`` would."""
-    from genhancer_plugins.engine import Run
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = load_plugins(extra=plugins)
     loaded = load_recipe(recipe, list(overrides), manager)

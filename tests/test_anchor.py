@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from helpers import TINY, run_recipe, write_recipe
-from genhancer_plugins.engine import Run
-from genhancer_plugins.manager import load_plugins
-from genhancer_plugins.anchor import anchor_distance, anchor_reference, make_anchor
-from genhancer_plugins.recipe import load_recipe
+from genhancer_plugins.training.engine import Run
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.training.anchor import anchor_distance, anchor_reference, make_anchor
+from genhancer_plugins.recipe.schema import load_recipe
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 3, "learning_rate": 1e-3}, "preview": {"images": 0}}
 

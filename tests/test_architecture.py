@@ -211,9 +211,9 @@ def test_denoisers_save_themselves_in_their_own_layout(tmp_path):
     from diffusers import FluxTransformer2DModel
 
     from genhancer_discrete.perceiver import PerceiverDenoiser
-    from genhancer_plugins.build import build_models, resolve_components
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.recipe.build import build_models, resolve_components
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = load_plugins()
     for name, denoiser in (("flux", {"name": "rectified_flow", "preset": "tiny"}), ("perceiver", {"name": "perceiver", "preset": "tiny"})):

@@ -10,11 +10,11 @@ from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsParams
 from genhancer_hf_encoders.encoders import build_encoder
 from genhancer_hf_encoders.params import HFEncoderParams
-from genhancer_plugins.engine import Run
+from genhancer_plugins.training.engine import Run
 from genhancer_plugins.interfaces import ConditionSpec, EncoderOutput, EncoderSpec
-from genhancer_plugins.lora import apply_lora, has_lora, merge_lora
-from genhancer_plugins.manager import load_plugins
-from genhancer_plugins.recipe import LoraSettings, load_recipe
+from genhancer_plugins.training.lora import apply_lora, has_lora, merge_lora
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.schema import LoraSettings, load_recipe
 
 VISION = tiny_encoder_config()["vision"]
 TEXT = tiny_encoder_config()["text"]

@@ -14,7 +14,7 @@ from genhancer_datasets.common import crop_box, random_resized_crop
 from genhancer_datasets.image_folder import ImageFolder
 from genhancer_datasets.params import ImageFolderParams, WebDatasetParams
 from genhancer_datasets.webdataset import WebDataset
-from genhancer_plugins.errors import RunError
+from genhancer_plugins.util.errors import RunError
 
 
 def jpeg(seed: int, size=(40, 30)) -> bytes:

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_plugins import hookimpl
-from genhancer_plugins.errors import RunError
+from genhancer_plugins.util.errors import RunError
 
 pytestmark = pytest.mark.slow
 

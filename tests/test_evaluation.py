@@ -16,7 +16,7 @@ from genhancer_evaluators.retrieval import RetrievalEvaluator
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_evaluators.zeroshot import ZeroShotEvaluator
 from genhancer_plugins.cli import main
-from genhancer_plugins.evaluation import run_evaluation
+from genhancer_plugins.evaluation.runner import run_evaluation
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 
@@ -186,7 +186,7 @@ def test_run_evaluates_before_and_after_and_records_both(tmp_path):
                  "eval/mmvp_vlm/summary.json", "eval/mmvp_vlm/mmvp_vlm.png", "original/config.json"):
         assert (tmp_path / "out" / path).is_file(), path
     missing = write_recipe(tmp_path, {**TINY, "eval": [{"name": "mmvp_vlm", "params": {"root": str(tmp_path / "none")}}]}, "m.yaml")
-    from genhancer_plugins.errors import RunError
+    from genhancer_plugins.util.errors import RunError
 
     with pytest.raises(RunError, match=r"eval.0 \(mmvp_vlm\): .*Questions.csv not found"):
         run_recipe(missing, tmp_path / "never")
@@ -203,8 +203,8 @@ def _save_encoder(family: str, path: Path, text: bool = True) -> Path:
 
 
 def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
-    from genhancer_plugins.evaluation import load_model
-    from genhancer_plugins.manager import load_plugins
+    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.manager import load_plugins
 
     model = load_model(load_plugins(), str(_save_encoder("siglip", tmp_path / "siglip")))
     assert model.family.name == "siglip"
@@ -231,8 +231,8 @@ def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
 def test_vision_only_model_borrows_the_text_tower_named(tmp_path):
     from transformers import CLIPVisionModelWithProjection
 
-    from genhancer_plugins.evaluation import load_model
-    from genhancer_plugins.manager import load_plugins
+    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.manager import load_plugins
 
     from transformers import CLIPModel, CLIPVisionConfig
 

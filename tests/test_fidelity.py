@@ -14,12 +14,12 @@ from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams
 from genhancer_flux.params import RectifiedFlowParams
 from genhancer_flux.rectified_flow import RectifiedFlowDenoiser, latent_position_ids
-from genhancer_plugins.plan import make_plan
+from genhancer_plugins.commands.plan import make_plan
 from genhancer_plugins.cli import main
-from genhancer_plugins.engine import Run
+from genhancer_plugins.training.engine import Run
 from genhancer_plugins.interfaces import Condition, ConditionSpec, EncoderOutput, EncoderSpec, TargetSpec
-from genhancer_plugins.manager import load_plugins
-from genhancer_plugins.recipe import load_recipe
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.schema import load_recipe
 
 PAPER = ROOT / "recipes" / "paper" / "clip_l14_224.yaml"
 

@@ -175,7 +175,7 @@ def test_a_phase_stopped_midway_resumes_to_the_same_weights(tmp_path, tiny_llava
 
     from safetensors.torch import load_file, save_file
 
-    from genhancer_plugins.errors import RunError
+    from genhancer_plugins.util.errors import RunError
     from llava_integration.train import load_checkpoint_weights
 
     saved = load_file(str(tmp_path / "crashed" / "checkpoint-2" / "model.safetensors"))
@@ -229,10 +229,10 @@ def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, ca
 
 
 def test_llava_benchmarks_and_encoder_evaluators_are_not_mixed_up(tmp_path, capsys):
-    from genhancer_plugins.build import resolve_evaluators
+    from genhancer_plugins.recipe.build import resolve_evaluators
     from genhancer_plugins.cli import main
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import RecipeError, load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import RecipeError, load_recipe
 
     recipe = write_recipe(tmp_path, {**TINY, "eval": [{"name": "mmvp_mllm", "params": {"root": str(tmp_path)}}]})
     with pytest.raises(RecipeError, match=r"eval\.0\.name.*mmvp_mllm scores mllm models; `eval` lists evaluators of encoder models"):

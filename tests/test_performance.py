@@ -45,9 +45,9 @@ def test_frozen_encoder_cast_once_trains_exactly_like_autocast(tmp_path, fresh_a
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()
-    from genhancer_plugins.engine import Run
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = load_plugins()
     run = Run(load_recipe(write_recipe(tmp_path, bf16, "b.yaml"), manager=manager), manager, tmp_path / "b", show_progress=False)
@@ -94,10 +94,10 @@ def test_compiled_encoder_and_denoiser_train_the_same_model(tmp_path):
 
 
 def test_loader_pins_memory_on_a_gpu_and_keeps_workers(tmp_path):
-    from genhancer_plugins.engine import Run
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
-    from genhancer_plugins.stage import StageTrainer
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.training.stage import StageTrainer
 
     manager = load_plugins()
     run = Run(load_recipe(write_recipe(tmp_path, FAST), ["data.num_workers=2", "data.pin_memory=true"], manager), manager,
@@ -154,9 +154,9 @@ def test_the_cache_needs_fixed_crops(tmp_path, capsys):
 
 
 def test_bench_builds_the_encoder_a_pretrainer_would_produce(capsys):
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.plan import make_plan
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.commands.plan import make_plan
+    from genhancer_plugins.recipe.schema import load_recipe
 
     recipe = ROOT / "recipes" / "experiments" / "main.yaml"
     assert main(["bench", str(recipe), "--dry", "--json"]) == 0

@@ -2,10 +2,10 @@
 import pytest
 
 from helpers import ROOT, TINY, write_recipe
-from genhancer_plugins.build import resolve_components
-from genhancer_plugins.plan import make_plan
-from genhancer_plugins.manager import load_plugins
-from genhancer_plugins.recipe import RecipeError, load_recipe
+from genhancer_plugins.recipe.build import resolve_components
+from genhancer_plugins.commands.plan import make_plan
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.schema import RecipeError, load_recipe
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_plugins.cli import main
-from genhancer_plugins.errors import RunError
+from genhancer_plugins.util.errors import RunError
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 2, "learning_rate": 1e-3}, "preview": {"images": 0}}
 
@@ -207,7 +207,7 @@ def test_mmvp_files_with_a_missing_field_a_blank_line_or_a_corrupt_image_name_th
         def logits(self, i, t):
             return t @ i.T
 
-    from genhancer_plugins.evaluation import evaluate_one
+    from genhancer_plugins.evaluation.runner import evaluate_one
 
     with pytest.raises(RunError, match=f"{image.name}: not a readable image"):
         evaluate_one(MMVPEvaluator(MMVPParams(root=str(bench))), Blind(), "blind", tmp_path / "out")
@@ -240,7 +240,7 @@ def test_a_torn_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
 
 # -- misleading output ------------------------------------------------------------
 def test_report_shows_small_learning_rates(tmp_path):
-    from genhancer_plugins.tables import format_value, markdown_table
+    from genhancer_plugins.util.tables import format_value, markdown_table
 
     assert format_value(1e-3) == "1.00e-03" and format_value(1e-4) == "1.00e-04" and format_value(31.25) == "31.25"
     assert "| 1.00e-04 |" in markdown_table(["lr"], [[1e-4]])
@@ -320,7 +320,7 @@ def test_validate_warns_about_missing_data_and_shows_remote_code(tmp_path, capsy
 def test_the_probe_table_has_a_legend_and_flags_a_global_semantics_drop():
     from genhancer_miniature.params import ProbeParams
     from genhancer_miniature.probes import ShapesProbeEvaluator
-    from genhancer_plugins.evaluation import EvalResult
+    from genhancer_plugins.evaluation.runner import EvalResult
 
     evaluator = ShapesProbeEvaluator(ProbeParams())
     results = {"original": EvalResult({"probe_colour": 40.0, "probe_shape": 99.0, "coarse_zero_shot": 99.5}, "probe_colour"),

@@ -61,7 +61,7 @@ def test_a_missing_tokenizer_library_is_one_clear_error(tmp_path, monkeypatch):
     import transformers
 
     from genhancer_hf_encoders.processors import load_tokenizer
-    from genhancer_plugins.errors import RunError
+    from genhancer_plugins.util.errors import RunError
 
     source = save_siglip(tmp_path / "siglip")
 

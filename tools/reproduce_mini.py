@@ -62,9 +62,9 @@ CLAIMS = [
 def run_experiments(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
                     log: Callable[[str], None], sweep: dict[str, list[str]] | None = None) -> dict[str, dict[int, Path]]:
     """Every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every seed."""
-    from genhancer_plugins.engine import Run
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
 
     manager = load_plugins()
     done: dict[str, dict[int, Path]] = {}
@@ -91,8 +91,8 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
     """Probe metrics of one encoder, cached in ``target``."""
     from genhancer_miniature.params import ProbeParams
     from genhancer_miniature.probes import ShapesProbeEvaluator
-    from genhancer_plugins.evaluation import load_model
-    from genhancer_plugins.manager import load_plugins
+    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.manager import load_plugins
 
     if target.is_file():
         return json.loads(target.read_text())["metrics"]
@@ -107,9 +107,9 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
 def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str], log: Callable[[str], None],
              images: int = 400, eval_pairs: int = 10, tower: str = "main") -> dict[int, dict[str, Any]]:
     """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored."""
-    from genhancer_plugins.engine import Run
-    from genhancer_plugins.manager import load_plugins
-    from genhancer_plugins.recipe import load_recipe
+    from genhancer_plugins.training.engine import Run
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.schema import load_recipe
 
     from genhancer_miniature.twin import write_twin_data
 
@@ -333,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--twin-images", type=int, default=400, help="training scenes of the MLLM twin")
     parser.add_argument("--twin-pairs", type=int, default=10, help="question pairs per attribute in the twin's evaluation")
     args = parser.parse_args(argv)
-    from genhancer_plugins.build import cache_root
-    from genhancer_plugins.recipe import parse_override
+    from genhancer_plugins.recipe.build import cache_root
+    from genhancer_plugins.recipe.schema import parse_override
 
     start = time.perf_counter()
     runs, doc = Path(args.runs), Path(args.doc)

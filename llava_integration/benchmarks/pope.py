@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
 from genhancer_plugins.interfaces import MultipleChoiceModel
 
 from .common import Item, accuracy, ask_all, read_jsonl

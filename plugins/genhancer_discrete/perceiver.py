@@ -98,7 +98,7 @@ class PerceiverDenoiser(Denoiser):
     @torch.no_grad()
     def save_pretrained(self, directory: Path) -> None:
         """``config.json`` (parameters and target) + ``model.safetensors``; :meth:`from_pretrained` reads it."""
-        from genhancer_plugins.files import save_tensors
+        from genhancer_plugins.util.files import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

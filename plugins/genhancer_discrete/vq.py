@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins.components import OfflineUnknown, construction_device
+from genhancer_plugins.registry.components import OfflineUnknown, construction_device
 from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
 from .params import VQParams

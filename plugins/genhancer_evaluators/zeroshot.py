@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
 from genhancer_plugins.interfaces import ImageTextModel
 
 from .common import embed_in_batches, open_rgb

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genhancer_plugins.components import Params
+from genhancer_plugins.registry.components import Params
 
 
 class VAEParams(Params):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genhancer_plugins.components import construction_device
+from genhancer_plugins.registry.components import construction_device
 from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
 
 from .params import RectifiedFlowParams, TimestepSampling

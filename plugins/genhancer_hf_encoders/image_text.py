@@ -20,7 +20,7 @@ from .processors import load_image_processor, load_tokenizer, quiet_loading
 
 
 class HFImageTextModel:
-    """The :class:`~genhancer_plugins.evaluation.ImageTextModel` of a transformers CLIP/SigLIP."""
+    """The :class:`~genhancer_plugins.evaluation.runner.ImageTextModel` of a transformers CLIP/SigLIP."""
 
     def __init__(self, model: Any, processor: Any, tokenizer: Any, name: str, device: str | torch.device = "cpu"):
         self.model = model.eval().to(device)

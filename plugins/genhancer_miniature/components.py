@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-from genhancer_plugins.components import Pretrainer
-from genhancer_plugins.errors import RunError
-from genhancer_plugins.images import to_tensor
+from genhancer_plugins.training.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from genhancer_plugins.registry.components import Pretrainer
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.images import to_tensor
 from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
 
 from .params import PaletteParams, PixelParams, ShapesClassifierParams, ShapesDataParams

@@ -18,7 +18,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from genhancer_plugins.evaluation import EvalResult, Evaluator
+from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
 from genhancer_plugins.interfaces import ImageTextModel
 
 from .params import ProbeParams

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import RunError
-from .files import respect_umask
-from .images import to_tensor
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import respect_umask
+from genhancer_plugins.util.images import to_tensor
 
 
 @torch.no_grad()

@@ -3,12 +3,12 @@
 1. ``prepare_output``: refuse a non-empty directory unless resuming or
    overwriting; write the resolved recipe.
 2. ``setup``: accelerate (devices, precision, processes), the model built from
-   the recipe (:mod:`~genhancer_plugins.model`), the dataset, the evaluators,
-   the engine's own callbacks (:mod:`~genhancer_plugins.callbacks`); hook
+   the recipe (:mod:`~genhancer_plugins.training.model`), the dataset, the evaluators,
+   the engine's own callbacks (:mod:`~genhancer_plugins.training.callbacks`); hook
    ``genhancer_run_start``.
 3. Evaluation of the original encoder, then each stage
-   (:mod:`~genhancer_plugins.stage`).
-4. The export (:mod:`~genhancer_plugins.export`) and its evaluation.
+   (:mod:`~genhancer_plugins.training.stage`).
+4. The export (:mod:`~genhancer_plugins.training.export`) and its evaluation.
 5. Downstream phases the recipe selects (component kind ``phase``, e.g. LLaVA).
 6. ``run.json``: recipe, versions, steps, losses, wall time, evaluations.
 """
@@ -23,19 +23,19 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .build import resolve_components, resolve_evaluators
-from .callbacks import PLUGIN_NAME, EngineCallbacks
-from .errors import RunError
-from .events import ExportInfo, RunInfo
-from .files import write_json
-from .interfaces import PhaseContext, count_parameters
-from .manager import PluginManager
-from .model import build_model, probe_images
-from .recipe import STAGES, LoadedRecipe, dump_yaml
-from .rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recipe, recipe_changes
-from .stage import StageResult, StageTrainer, configure_trainable
-from .tables import difference
+from genhancer_plugins import __version__
+from genhancer_plugins.recipe.build import resolve_components, resolve_evaluators
+from genhancer_plugins.training.callbacks import PLUGIN_NAME, EngineCallbacks
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.events import ExportInfo, RunInfo
+from genhancer_plugins.util.files import write_json
+from genhancer_plugins.interfaces import PhaseContext, count_parameters
+from genhancer_plugins.registry.manager import PluginManager
+from genhancer_plugins.training.model import build_model, probe_images
+from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe, dump_yaml
+from genhancer_plugins.training.rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recipe, recipe_changes
+from genhancer_plugins.training.stage import StageResult, StageTrainer, configure_trainable
+from genhancer_plugins.util.tables import difference
 
 OUTPUT_ENTRIES = (*STAGES, "cache", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
 
@@ -108,7 +108,7 @@ class Run:
 
     def _check_resumable(self) -> None:
         """Refuse a resume whose recipe would train a different model or data; note the rest."""
-        from .recipe import load_yaml
+        from genhancer_plugins.recipe.schema import load_yaml
 
         saved = latest_recipe(self.output_dir)
         if saved is None:
@@ -190,8 +190,8 @@ class Run:
         )
 
     def _setup_frozen_work(self) -> None:
-        """Fixed crops per image and the cache of the frozen modules' work (genhancer_plugins.cache)."""
-        from .cache import FixedCrops, FrozenCache
+        """Fixed crops per image and the cache of the frozen modules' work (genhancer_plugins.training.cache)."""
+        from genhancer_plugins.training.cache import FixedCrops, FrozenCache
 
         self.cache = None
         crops = self.recipe.data.fixed_crops
@@ -261,7 +261,7 @@ class Run:
 
     def evaluate(self, label: str, source: str, reuse: bool = True) -> None:
         """Apply every recipe evaluator to ``source`` (main process); ``label`` is original or enhanced."""
-        from .evaluation import evaluate_or_resume, load_model, write_comparison
+        from genhancer_plugins.evaluation.runner import evaluate_or_resume, load_model, write_comparison
 
         if self.evaluators and self.accelerator.is_main_process:
             device, loaded = str(self.accelerator.device), []
@@ -281,14 +281,14 @@ class Run:
         self.accelerator.wait_for_everyone()
 
     def export(self) -> dict[str, Any]:
-        from .export import export_encoder
+        from genhancer_plugins.training.export import export_encoder
 
         acc = self.accelerator
         info: dict[str, Any] = {"directory": str(self.output_dir / "export")}
         if acc.is_main_process:  # training is over: the other processes only wait
             encoder = self.model.encoder
             if self.sharded:  # whole weights: the trained stage read back into an unsharded model
-                from .model import load_trained_model
+                from genhancer_plugins.training.model import load_trained_model
 
                 encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
             info = export_encoder(encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",

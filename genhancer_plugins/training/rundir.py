@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError
-from .files import write_text
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import write_text
 
 LOCK_FILE = ".genhancer.lock"
 HISTORY_DIR = "recipe-history"
@@ -97,7 +97,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def recipe_changes(saved_raw: dict[str, Any], new_raw: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(refused, allowed): the dotted paths where two recipes (resolved mappings) differ once
     defaults are filled in, split by :data:`SAFE_ON_RESUME`; phase sections may always change."""
-    from .recipe import Recipe
+    from genhancer_plugins.recipe.schema import Recipe
 
     saved, new = Recipe.model_validate(saved_raw), Recipe.model_validate(new_raw)
     phases = set(saved.phases()) | set(new.phases())

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .components import Params
-from .errors import RecipeError
-from .manager import ComponentNotFound, PluginManager, RegisteredComponent
-from .recipe import ComponentRef, LoadedRecipe
+from genhancer_plugins.registry.components import Params
+from genhancer_plugins.util.errors import RecipeError
+from genhancer_plugins.registry.manager import ComponentNotFound, PluginManager, RegisteredComponent
+from genhancer_plugins.recipe.schema import ComponentRef, LoadedRecipe
 
 SECTIONS = {"encoder": "encoder", "conditioner": "conditioner", "tokenizer": "tokenizer", "denoiser": "denoiser", "data": "dataset"}
 
@@ -33,7 +33,7 @@ class ResolvedComponent:
 
 def resolve_components(loaded: LoadedRecipe, manager: PluginManager) -> dict[str, ResolvedComponent]:
     """Look up every component the recipe names and validate its parameters."""
-    from .recipe import resolve_params
+    from genhancer_plugins.recipe.schema import resolve_params
 
     resolved = {}
     for section, kind in SECTIONS.items():
@@ -53,7 +53,7 @@ def cache_root() -> Path:
 
 
 def resolve_pretrainer(loaded: LoadedRecipe, manager: PluginManager) -> ResolvedComponent | None:
-    from .recipe import resolve_params
+    from genhancer_plugins.recipe.schema import resolve_params
 
     ref = loaded.recipe.pretrain
     if ref is None:
@@ -86,7 +86,7 @@ def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager, section: st
                        scores: str = "encoder") -> list[ResolvedComponent]:
     """Evaluator entries of a recipe list (``eval:``, or a phase's own, e.g. ``llava.eval``),
     looked up and validated; each must score ``scores`` models."""
-    from .recipe import resolve_params
+    from genhancer_plugins.recipe.schema import resolve_params
 
     refs = loaded.recipe.eval if refs is None else refs
     resolved = []

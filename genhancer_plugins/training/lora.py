@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .interfaces import Encoder
-from .recipe import LoraSettings
+from genhancer_plugins.interfaces import Encoder
+from genhancer_plugins.recipe.schema import LoraSettings
 
 
 def apply_lora(encoder: Encoder, settings: LoraSettings) -> None:

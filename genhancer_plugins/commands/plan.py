@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .build import build_models, cache_root, plan_pretrainer, resolve_components, resolve_evaluators
-from .components import OfflineUnknown
-from .manager import PluginManager
-from .recipe import STAGE1, STAGE2, LoadedRecipe
+from genhancer_plugins.recipe.build import build_models, cache_root, plan_pretrainer, resolve_components, resolve_evaluators
+from genhancer_plugins.registry.components import OfflineUnknown
+from genhancer_plugins.registry.manager import PluginManager
+from genhancer_plugins.recipe.schema import STAGE1, STAGE2, LoadedRecipe
 
 
 def lora_parameter_count(encoder: Any, rank: int) -> int:
@@ -24,7 +24,7 @@ def lora_parameter_count(encoder: Any, rank: int) -> int:
 
 def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | None) -> dict[str, Any]:
     """The resolved plan that ``genhancer validate`` prints: nothing trains or downloads."""
-    from .interfaces import count_parameters
+    from genhancer_plugins.interfaces import count_parameters
 
     recipe = loaded.recipe
     components = resolve_components(loaded, manager)
@@ -75,7 +75,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         if recipe.stage2.enabled:
             s2 = recipe.stage2
             if s2.encoder_tuning == "lora":
-                from .lora import lora_bias_count
+                from genhancer_plugins.training.lora import lora_bias_count
 
                 adapters = lora_parameter_count(encoder, s2.lora.rank)
                 biases = lora_bias_count(encoder, s2.lora.bias)

@@ -9,11 +9,11 @@ from typing import Any, Callable
 
 import torch
 
-from . import __version__
-from .errors import RunError
-from .files import respect_umask, write_json
-from .interfaces import Encoder
-from .lora import merge_lora
+from genhancer_plugins import __version__
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import respect_umask, write_json
+from genhancer_plugins.interfaces import Encoder
+from genhancer_plugins.training.lora import merge_lora
 
 EXPORT_TOLERANCE = 1e-4
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .recipe import STAGE2
+from genhancer_plugins.recipe.schema import STAGE2
 
 
 def anchor_distance(g: torch.Tensor, g0: torch.Tensor, distance: str) -> torch.Tensor:

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .events import StageInfo, StepInfo
-from .hookspecs import hookimpl
+from genhancer_plugins.events import StageInfo, StepInfo
+from genhancer_plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from .engine import Run
+    from genhancer_plugins.training.engine import Run
 
 PLUGIN_NAME = "genhancer-engine"
 
@@ -63,8 +63,8 @@ class EngineCallbacks:
 
     def write_preview(self, path: Path) -> None:
         """A labelled reconstruction grid of the first images (main process; the others wait)."""
-        from .model import probe_images
-        from .reconstruct import reconstruct, save_grid
+        from genhancer_plugins.training.model import probe_images
+        from genhancer_plugins.commands.reconstruct import reconstruct, save_grid
 
         run = self.run
         if run.sharded:

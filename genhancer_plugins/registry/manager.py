@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import hookspecs
-from .components import COMPONENT_KINDS, ComponentSpec
+from genhancer_plugins import hookspecs
+from genhancer_plugins.registry.components import COMPONENT_KINDS, ComponentSpec
 
 ENTRY_POINT_GROUP = "genhancer"
 

@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import torch
 
-from .files import save_tensors, write_json
-from .seeds import step_seed
+from genhancer_plugins.util.files import save_tensors, write_json
+from genhancer_plugins.util.seeds import step_seed
 
 KINDS = ("targets", "global_token")
 

@@ -12,7 +12,7 @@ denoiser      ``target: TargetSpec, meta``                    :class:`Denoiser`
 conditioner   ``encoder: EncoderSpec, condition: ConditionSpec, meta``
                                                               :class:`Conditioner`
 dataset       ``image_size: int, seed: int``                  :class:`ImageDataset`
-evaluator     (nothing else)                                  :class:`~genhancer_plugins.evaluation.Evaluator`
+evaluator     (nothing else)                                  :class:`~genhancer_plugins.evaluation.runner.Evaluator`
 pretrainer    ``seed: int``                                   :class:`Pretrainer`
 phase         (nothing else)                                  :class:`~genhancer_plugins.interfaces.DownstreamPhase`
 ============  ==============================================  =================

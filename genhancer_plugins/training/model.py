@@ -10,12 +10,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
-from .checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
-from .errors import RunError
-from .interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
-from .manager import PluginManager
-from .recipe import STAGES, LoadedRecipe
+from genhancer_plugins.recipe.build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
+from genhancer_plugins.training.checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
+from genhancer_plugins.registry.manager import PluginManager
+from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe
 
 
 class GenHancerModel(nn.Module):
@@ -33,7 +33,7 @@ class GenHancerModel(nn.Module):
 
     def forward(self, images: torch.Tensor, target_parameters: torch.Tensor | None = None,
                 global_token: torch.Tensor | None = None) -> torch.Tensor:
-        """The loss of a batch. The frozen work may come precomputed (:mod:`genhancer_plugins.cache`):
+        """The loss of a batch. The frozen work may come precomputed (:mod:`genhancer_plugins.training.cache`):
         the tokenizer's target parameters, and in stage 1 the encoder's global token."""
         if target_parameters is not None:
             with torch.autocast(device_type=images.device.type, enabled=False):
@@ -44,7 +44,7 @@ class GenHancerModel(nn.Module):
         loss = self.denoiser.loss(targets, self.conditioner(encoded))
         if self.anchor is not None:
             weight, distance, original = self.anchor
-            from .anchor import anchor_distance
+            from genhancer_plugins.training.anchor import anchor_distance
 
             loss = loss + weight * anchor_distance(encoded.global_token, original(images), distance)
         return loss
@@ -123,8 +123,8 @@ def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str |
     ``train_missing=False``: a pretrained encoder missing from the cache is an error."""
     from safetensors import safe_open
 
-    from .lora import apply_lora
-    from .recipe import load_recipe
+    from genhancer_plugins.training.lora import apply_lora
+    from genhancer_plugins.recipe.schema import load_recipe
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():

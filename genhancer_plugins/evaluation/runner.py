@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .errors import RunError
-from .files import write_json
-from .tables import comparison_rows, difference, text_table
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import write_json
+from genhancer_plugins.util.tables import comparison_rows, difference, text_table
 
 if TYPE_CHECKING:
-    from .interfaces import ImageTextModel
+    from genhancer_plugins.interfaces import ImageTextModel
 
 
 @dataclass

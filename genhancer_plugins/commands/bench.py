@@ -19,13 +19,13 @@ from typing import Any, Callable
 
 import torch
 
-from .build import build_models, plan_pretrainer, resolve_components
-from .components import construction_device
-from .interfaces import count_parameters
-from .model import GenHancerModel
-from .recipe import LoadedRecipe
-from .stage import configure_trainable
-from .tables import text_table
+from genhancer_plugins.recipe.build import build_models, plan_pretrainer, resolve_components
+from genhancer_plugins.registry.components import construction_device
+from genhancer_plugins.interfaces import count_parameters
+from genhancer_plugins.training.model import GenHancerModel
+from genhancer_plugins.recipe.schema import LoadedRecipe
+from genhancer_plugins.training.stage import configure_trainable
+from genhancer_plugins.util.tables import text_table
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) by device name, for MFU when --peak-tflops is not given.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}

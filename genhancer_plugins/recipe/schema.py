@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from .components import Params
-from .errors import RecipeError
-from .recipe_files import load_chain, apply_override, deep_update, dump_yaml, load_yaml, parse_override  # noqa: F401  (re-exported)
+from genhancer_plugins.registry.components import Params
+from genhancer_plugins.util.errors import RecipeError
+from genhancer_plugins.recipe.files import load_chain, apply_override, deep_update, dump_yaml, load_yaml, parse_override  # noqa: F401  (re-exported)
 
 
 class _Strict(BaseModel):
@@ -124,7 +124,7 @@ class PreviewSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    """The frozen-work cache (genhancer_plugins.cache); needs data.fixed_crops."""
+    """The frozen-work cache (genhancer_plugins.training.cache); needs data.fixed_crops."""
 
     enabled: bool = False
     directory: str | None = Field(None, description="where cache folders live (shared by runs); default: <run>/cache")
@@ -262,7 +262,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), manager: Any = None
         raise validation_error(loaded, exc) from None
     if loaded.recipe.model_extra:
         if manager is None:
-            from .manager import load_plugins
+            from genhancer_plugins.registry.manager import load_plugins
 
             manager = load_plugins()
         validate_phase_sections(loaded, manager)

@@ -8,7 +8,7 @@ A finished stage leaves ``<stage>/final`` (the trained tensors, the state, and
 the denoiser in its own library's layout under ``final/denoiser``);
 ``--resume`` skips it and continues an unfinished one from its newest
 checkpoint. Per-step behaviour that is not training (progress, log lines,
-trackers, previews) lives in :mod:`genhancer_plugins.callbacks`, reached
+trackers, previews) lives in :mod:`genhancer_plugins.training.callbacks`, reached
 through the lifecycle hooks like any plugin.
 """
 
@@ -25,20 +25,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors import SafetensorError
 
-from .checkpoint import STATE_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_weights, prune_checkpoints, save_checkpoint
-from .errors import RunError
-from .events import StageInfo, StepInfo
-from .files import respect_umask, save_tensors, write_json
-from .lora import apply_lora, has_lora, mark_lora_trainable
-from .anchor import anchor_reference, frozen_in_compute_dtype, make_anchor
-from .cache import cached_inputs
-from .seeds import step_seed
-from .sharding import full
-from .model import GenHancerModel, collate
-from .recipe import STAGE1, STAGE2, STAGES, Recipe, StageSettings
+from genhancer_plugins.training.checkpoint import STATE_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_weights, prune_checkpoints, save_checkpoint
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.events import StageInfo, StepInfo
+from genhancer_plugins.util.files import respect_umask, save_tensors, write_json
+from genhancer_plugins.training.lora import apply_lora, has_lora, mark_lora_trainable
+from genhancer_plugins.training.anchor import anchor_reference, frozen_in_compute_dtype, make_anchor
+from genhancer_plugins.training.cache import cached_inputs
+from genhancer_plugins.util.seeds import step_seed
+from genhancer_plugins.training.sharding import full
+from genhancer_plugins.training.model import GenHancerModel, collate
+from genhancer_plugins.recipe.schema import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
 if TYPE_CHECKING:
-    from .engine import Run
+    from genhancer_plugins.training.engine import Run
 
 
 #: What reading a torn or truncated checkpoint raises (JSONDecodeError is a ValueError).
@@ -100,7 +100,7 @@ def stage_state(model: GenHancerModel) -> dict[str, torch.Tensor]:
 
 
 class StageTrainer:
-    """Trains one stage of a :class:`~genhancer_plugins.engine.Run`."""
+    """Trains one stage of a :class:`~genhancer_plugins.training.engine.Run`."""
 
     def __init__(self, run: "Run", stage: str):
         self.run = run
@@ -203,7 +203,7 @@ class StageTrainer:
         run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
         self._stage2_start()
         if self.run.sharded:
-            from .sharding import shard_trainable_parts
+            from genhancer_plugins.training.sharding import shard_trainable_parts
 
             sharded = shard_trainable_parts(run.model.parts())
             if sharded:

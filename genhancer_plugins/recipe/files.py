@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import RecipeError
+from genhancer_plugins.util.errors import RecipeError
 
 
 class _Loader(yaml.SafeLoader):

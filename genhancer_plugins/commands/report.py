@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError
-from .recipe import STAGES
-from .tables import markdown_table
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.recipe.schema import STAGES
+from genhancer_plugins.util.tables import markdown_table
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Internal: the commands beside `run` (validate plan, bench, report, reconstruct)."""

@@ -1,0 +1,1 @@
+"""Internal: applying evaluators to models and writing their results."""

@@ -1,0 +1,1 @@
+"""Internal: the recipe schema, its files (extends, --set, error locations) and component resolution."""

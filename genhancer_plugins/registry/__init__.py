@@ -1,0 +1,1 @@
+"""Internal: the component registry (specs, presets) and the plugin manager."""

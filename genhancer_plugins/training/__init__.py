@@ -1,0 +1,1 @@
+"""Internal: the run lifecycle, the training context, stages, callbacks, checkpoints, export."""
