@@ -124,7 +124,7 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(handler=cmd_plugins)
     if manager is not None:
-        manager.hook.genhancer_add_commands(subparsers=sub)
+        manager.add_commands(sub)  # one plugin at a time: a broken one loses only its own commands
     return parser
 
 
@@ -230,7 +230,7 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
         raise RunError(f"evaluator {name}: {exc}") from None
 
 
-def compare(args: argparse.Namespace, scores: str, load: Callable[[str, str, str], Any]) -> int:
+def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, str, str], Any]) -> int:
     """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
     ``scores`` models and print the side-by-side table."""
     from genhancer_plugins.util.errors import RunError
@@ -260,15 +260,15 @@ def model_labels(sources: list[str]) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.loaders import load_image_text_model
 
-    return compare(args, "encoder", lambda source, label, device: load_model(args.manager, source, args.text_from, device))
+    return compare_models(args, "encoder", lambda source, label, device: load_image_text_model(args.manager, source, args.text_from, device))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from genhancer_plugins.util.errors import RunError
     from genhancer_plugins.training.model import load_trained_model
-    from genhancer_plugins.commands.reconstruct import check_images, load_images, reconstruct, save_grid
+    from genhancer_plugins.training.reconstruct import check_images, load_images, reconstruct, save_grid
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -281,7 +281,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
     images = load_images(args.images, model.encoder.spec.image_size)
-    save_grid(images, reconstruct(model, images, steps=args.steps, seed=args.seed), output)
+    save_grid(images, reconstruct(model.parts(), images, steps=args.steps, seed=args.seed), output)
     print(f"reconstructions ({stage}): {output}")
     return 0
 
@@ -308,6 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"genhancer: error: {args.recipe}: no output_dir in the recipe; pass --output-dir")
     for failure in manager.failures:
         print(f"warning: {failure.message()}", file=sys.stderr)
+    for warning in manager.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     run = Run(loaded, manager, output_dir, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
     summary = run.execute()
     if run.accelerator.is_main_process:

@@ -7,7 +7,13 @@ group of its distribution::
     [project.entry-points.genhancer]
     my_denoiser = "my_package.plugin"
 
-Every hook is optional. The built-in plugins register exactly this way.
+Every hook is optional. The built-in plugins register exactly this way, and the
+engine's own progress bar, log lines, trackers and previews are implementations of
+the lifecycle hooks below that use nothing but their payloads.
+
+Each plugin is called on its own: one that raises (in any hook) is reported once
+and left out from then on; every other plugin, and the run, go on. A hook may stop
+the command on purpose by raising ``RunError`` or ``RecipeError`` (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -21,19 +27,28 @@ if TYPE_CHECKING:
 
     from genhancer_plugins.registry.components import ComponentSpec
     from genhancer_plugins.events import ExportInfo, RunInfo, StageInfo, StepInfo
+    from genhancer_plugins.registry.manager import PluginManager
 
 PROJECT = "genhancer"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+@hookspec(historic=True)
+def genhancer_addhooks(pluginmanager: "PluginManager") -> None:
+    """Add hook specifications of your own with ``pluginmanager.add_hookspecs(module)``
+    (as pytest's ``pytest_addhooks``). Historic: every plugin is asked when it registers,
+    so the new hooks are known before any plugin is checked for misspelled ones."""
+
+
 @hookspec
 def genhancer_components() -> list["ComponentSpec"]:
     """Return the components (encoders, conditioners, tokenizers, denoisers,
-    datasets, evaluators) this plugin provides.
+    datasets, evaluators, pretrainers, phases) this plugin provides.
 
-    Called once when the plugin manager loads. Names must be unique per kind;
-    a clash is reported and the later registration is ignored.
+    Called once when the plugin manager loads, built-ins first. A name that two
+    distributions register is ambiguous: both are listed as ``distribution:name``
+    and a recipe must name one that way (the plain name is an error naming both).
     """
 
 
@@ -45,10 +60,19 @@ def genhancer_load_image_text_model(source: str, text_from: "str | None", device
     wins. ``text_from`` names the text tower to pair with a vision-only model."""
 
 
+@hookspec(firstresult=True)
+def genhancer_load_vision_tower(source: str) -> "object | None":
+    """Load ``source`` (an export, a local directory or a hub id) as a
+    :class:`~genhancer_plugins.interfaces.VisionTower` for downstream models
+    (LLaVA's ``--vision_tower``), or return None if this plugin does not handle
+    it. The first non-None answer wins."""
+
+
 @hookspec
 def genhancer_run_start(run: "RunInfo") -> None:
     """Called once per process after the components are built, before the
-    first stage trains. ``run.modules`` holds the live modules."""
+    first stage trains. ``run`` holds what the engine's own callbacks use: the
+    recipe, the output directory, the live modules, the accelerator, probe images."""
 
 
 @hookspec
@@ -71,8 +95,16 @@ def genhancer_stage_end(stage: "StageInfo") -> None:
 
 @hookspec
 def genhancer_export_end(export: "ExportInfo") -> None:
-    """Called on every process after the enhanced encoder was exported (the
-    directory is written by the main process only)."""
+    """Called on every process whenever the export step ends: after the enhanced
+    encoder was written (by the main process only; ``export.written``), or when it was
+    skipped (``export.written`` False, ``export.reason`` says why)."""
+
+
+@hookspec
+def genhancer_run_end(run: "RunInfo", completed: bool, error: "BaseException | None") -> None:
+    """Called on every process when a run ends, completed or not (``error``: the exception
+    that ended it, Ctrl-C included, or None). ``run.modules`` is empty when the run failed
+    before its components were built."""
 
 
 @hookspec

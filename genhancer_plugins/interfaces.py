@@ -12,14 +12,30 @@ below), so each plugin can be tested alone with random tensors:
 
 Every component receives images in [0, 1] and applies its own
 normalisation (the encoder its processor's mean/std, the VAE [-1, 1]).
+
+The contracts, one per component kind (what its factory returns):
+
+============  ===========================================================
+encoder       :class:`Encoder`
+tokenizer     :class:`ImageTokenizer`
+denoiser      :class:`Denoiser` (with its :class:`ConditionSpec`)
+conditioner   :class:`Conditioner`
+dataset       :class:`ImageDataset` or :class:`StreamingImageDataset`
+evaluator     :class:`Evaluator` (scores an :class:`ImageTextModel` or a :class:`MultipleChoiceModel`)
+pretrainer    :class:`Pretrainer`
+phase         :class:`DownstreamPhase` (receives a :class:`PhaseContext`)
+============  ===========================================================
+
+and :class:`VisionTower`, what ``genhancer_load_vision_tower`` answers for a
+downstream model that holds the encoder as its vision tower.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -146,10 +162,6 @@ class ImageTokenizer(nn.Module, ABC):
         return parameters
 
 
-#: The name the recipe section (``tokenizer:``) and existing plugins use.
-Tokenizer = ImageTokenizer
-
-
 class Denoiser(nn.Module, ABC):
     """A generative model of targets given a condition."""
 
@@ -250,12 +262,6 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def module_device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 @dataclass
 class PhaseContext:
     """What a downstream phase receives from the run it follows."""
@@ -270,6 +276,20 @@ class PhaseContext:
     is_main_process: bool
     log: Any  #: (message) -> None
     wait_for_everyone: Any  #: () -> None
+    #: the loaded plugins: ``load_vision_tower(context.plugins, source)``, ``plugins.get(kind, name)``
+    plugins: Any = None
+
+
+@dataclass
+class VisionTower:
+    """An exported (or hub) encoder loaded as a downstream model's vision tower: the plain
+    vision model of its library (hidden states of every layer), its image processor, and
+    whether its token sequence starts with a class token (LLaVA drops it)."""
+
+    model: nn.Module
+    image_processor: Any
+    has_class_token: bool
+    family: str = ""  #: e.g. "clip", "siglip": for messages and model cards
 
 
 class DownstreamPhase(ABC):
@@ -282,3 +302,51 @@ class DownstreamPhase(ABC):
     def plan(self) -> dict[str, Any]:
         """What ``genhancer validate`` shows for this phase (plain JSON values)."""
         return {}
+
+
+class Pretrainer:
+    """A recipe phase that produces the encoder to enhance (``pretrain:``).
+
+    It runs before the encoder is built, on the main process, and is cached
+    by its parameters so it runs once per machine. Its answer is merged into
+    the encoder's parameters (typically ``{"source": directory}``).
+    """
+
+    def encoder_params(self, cache_dir: "Path", log: "Callable[[str], None]", train: bool = True) -> dict[str, Any]:
+        """Train (or find in ``cache_dir``) and return encoder parameter overrides. With
+        ``train=False`` (reloading a finished run) a missing cache entry is an error, not minutes of training."""
+        raise NotImplementedError
+
+    def planned_encoder_params(self) -> dict[str, Any]:
+        """Overrides that describe the architecture without training (for ``validate``)."""
+        raise NotImplementedError
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]  #: flat, e.g. {"average": 31.9, "Color and Appearance": 40.0}
+    primary: str  #: the headline metric's key
+    rows: list[dict[str, Any]] = field(default_factory=list)  #: per-item predictions for the CSV
+    info: dict[str, Any] = field(default_factory=dict)  #: counts and other facts
+
+
+class Evaluator(ABC):
+    """A benchmark. Deterministic: the same model gives the same numbers."""
+
+    name: str = "evaluator"
+    #: Image-text evaluators that embed text: a model without a text tower is refused before any image is embedded.
+    needs_text: bool = False
+
+    @abstractmethod
+    def evaluate(self, model: Any) -> EvalResult:
+        """Score one model: an :class:`ImageTextModel` for evaluators registered with
+        ``scores="encoder"``, a :class:`MultipleChoiceModel` for ``scores="mllm"``."""
+
+    def legend(self, results: Mapping[str, EvalResult], reference: str | None = None) -> str:
+        """Optionally, text printed under the side-by-side table: what the columns mean and
+        what a reader should notice (the comparison is ``results``, ``reference`` first)."""
+        return ""
+
+    def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path | None:
+        """Optionally draw the models' results side by side; return the file written."""
+        return None

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genhancer_hf_encoders.families import family_for
-
 from .conversation import SYSTEM
-from .tower import load_tower, tower_shape
+from .tower import feature_strategy, load_tower, tower_shape
 
 
 def word_tokenizer(corpus_files: list[str]) -> Any:
@@ -31,12 +29,14 @@ def word_tokenizer(corpus_files: list[str]) -> Any:
                                    pad_token="<pad>", additional_special_tokens=["<image>"])
 
 
-def build_llava(tower_dir: str | Path, settings: Any) -> tuple[Any, Any]:
-    """A LLaVA-1.5 model (vision tower, fresh 2-layer GELU projector, LLM) and its processor."""
+def build_llava(tower_dir: str | Path, settings: Any, plugins: Any) -> tuple[Any, Any]:
+    """A LLaVA-1.5 model (vision tower, fresh 2-layer GELU projector, LLM) and its processor
+    (``plugins``: the loaded plugin manager, whose encoder plugins load the tower)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    tower, image_processor = load_tower(tower_dir)
+    loaded = load_tower(tower_dir, plugins)
+    tower, image_processor = loaded.model, loaded.image_processor
     if settings.language_model:
         tokenizer = AutoTokenizer.from_pretrained(settings.language_model, use_fast=True)
         llm = AutoModelForCausalLM.from_pretrained(settings.language_model, torch_dtype=torch.float32)
@@ -51,7 +51,7 @@ def build_llava(tower_dir: str | Path, settings: Any) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
         llm.resize_token_embeddings(len(tokenizer))
-    strategy, extra_tokens = family_for(tower.config).llava_features()  # CLIP: drop the class token; SigLIP has none
+    strategy, extra_tokens = feature_strategy(loaded)  # CLIP: drop the class token; SigLIP has none
     config = LlavaConfig(vision_config=tower.config, text_config=llm.config,
                          image_token_index=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
                          vision_feature_layer=-2, vision_feature_select_strategy=strategy)

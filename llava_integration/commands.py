@@ -9,7 +9,7 @@ from typing import Any
 
 
 def add_commands(subparsers: Any) -> None:
-    from genhancer_plugins.cli import add_comparison_args
+    from genhancer_plugins import add_comparison_args
 
     llava = subparsers.add_parser("llava", help="LLaVA-1.5 utilities (the training phases run through `genhancer run`)")
     llava_sub = llava.add_subparsers(dest="llava_command", metavar="COMMAND", required=True)
@@ -42,23 +42,23 @@ def add_commands(subparsers: Any) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     import torch
 
-    from genhancer_plugins.cli import compare
+    from genhancer_plugins import compare_models
 
     from .build import load_llava
     from .scoring import LikelihoodScorer
 
     def load(source: str, label: str, device: str) -> Any:
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.dtype)
-        if dtype is None:  # auto
+        dtype = getattr(torch, args.dtype) if args.dtype != "auto" else None
+        if dtype is None:
             dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
         model, processor = load_llava(source, dtype=dtype)
         return LikelihoodScorer(model, processor, name=label, device=device)
 
-    return compare(args, "mllm", load)
+    return compare_models(args, "mllm", load)
 
 
 def swap_command(args: argparse.Namespace) -> int:
-    from genhancer_plugins.util.errors import RunError
+    from genhancer_plugins import RunError
 
     from .build import load_llava
     from .tower import TowerMismatch, swap_vision_tower
@@ -68,7 +68,7 @@ def swap_command(args: argparse.Namespace) -> int:
         raise RunError(f"{output} is not empty; choose another --output")
     model, processor = load_llava(args.llava)
     try:
-        swap_vision_tower(model, args.tower, processor)
+        swap_vision_tower(model, args.tower, args.manager, processor)
     except TowerMismatch as exc:
         raise RunError(str(exc)) from None
     model.save_pretrained(output)

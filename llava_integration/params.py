@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from genhancer_plugins.registry.components import Params
-from genhancer_plugins.recipe.schema import ComponentRef
+from genhancer_plugins import Params
+from genhancer_plugins import ComponentRef
 
 
 class LlavaPhaseSettings(Params):

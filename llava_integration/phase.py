@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.interfaces import DownstreamPhase, PhaseContext
-from genhancer_plugins.util.tables import difference, markdown_table
+from genhancer_plugins import RunError
+from genhancer_plugins import DownstreamPhase, PhaseContext
+from genhancer_plugins import difference, markdown_table
 
 from .params import LlavaSettings
 
@@ -50,15 +50,16 @@ class LlavaPhase(DownstreamPhase):
                 towers[label] = settings.original_tower or context.original_encoder()
         evaluators = context.build_evaluators("llava.eval", settings.eval, "mllm")
         return run_llava(settings, towers, context.output_dir, evaluators, context.seed, context.resume, context.log,
-                         context.is_main_process)
+                         context.plugins, context.is_main_process)
 
 
 def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluators: list[Any], seed: int,
-              resume: bool, log: Callable[[str], None], is_main: bool = True) -> dict[str, Any]:
-    """``towers``: label -> tower directory. Returns the ``llava`` part of run.json."""
+              resume: bool, log: Callable[[str], None], plugins: Any, is_main: bool = True) -> dict[str, Any]:
+    """``towers``: label -> tower directory (loaded by ``plugins``' encoder plugins). Returns the
+    ``llava`` part of run.json."""
     import torch
 
-    from genhancer_plugins.evaluation.runner import evaluate_or_resume, write_comparison
+    from genhancer_plugins import evaluate_or_resume, write_comparison
 
     from .build import build_llava, load_llava
     from .data import LlavaDataset
@@ -77,7 +78,7 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
             model, processor = load_llava(root / done[-1] / "final")
         else:
             torch.manual_seed(seed)
-            model, processor = build_llava(tower, settings)
+            model, processor = build_llava(tower, settings, plugins)
         vision = model.config.vision_config
         image_tokens = (vision.image_size // vision.patch_size) ** 2
         phase_summaries = {}

@@ -34,17 +34,18 @@ def tower_shape(config: Any) -> TowerShape:
     return TowerShape(int(vision.hidden_size), int(vision.patch_size), int(vision.image_size))
 
 
-def load_tower(source: str | Path) -> tuple[Any, Any]:
-    """A vision tower and its image processor, loaded the way LLaVA-1.5 does
-    (``CLIPVisionModel`` / ``SiglipVisionModel`` and the image processor from the path)."""
-    from genhancer_hf_encoders.families import family_for, transformers_class
-    from genhancer_hf_encoders.processors import load_image_processor, quiet_loading
-    from transformers import AutoConfig
+def load_tower(source: str | Path, plugins: Any) -> Any:
+    """A vision tower (:class:`~genhancer_plugins.VisionTower`: the plain vision model LLaVA-1.5
+    holds and its image processor), loaded by whichever encoder plugin knows ``source``."""
+    from genhancer_plugins import load_vision_tower
 
-    quiet_loading()
-    family = family_for(AutoConfig.from_pretrained(source))
-    model_class = transformers_class(family.vision_models[-1])  # the plain vision tower LLaVA holds
-    return model_class.from_pretrained(source), load_image_processor(str(source))
+    return load_vision_tower(plugins, source)
+
+
+def feature_strategy(tower: Any) -> tuple[str, int]:
+    """LLaVA's ``vision_feature_select_strategy`` and its ``num_additional_image_tokens``:
+    a leading class token is dropped ("default"); a tower without one keeps every token ("full")."""
+    return ("default", 1) if tower.has_class_token else ("full", 0)
 
 
 def check_compatible(llava_config: Any, new: TowerShape) -> None:
@@ -65,14 +66,16 @@ def check_compatible(llava_config: Any, new: TowerShape) -> None:
         raise TowerMismatch("incompatible vision tower: " + "; ".join(problems))
 
 
-def swap_vision_tower(model: Any, tower_source: str | Path, processor: Any = None, strict_shape: bool = True) -> Any:
-    """Load ``tower_source`` into ``model`` (a ``LlavaForConditionalGeneration``) in place.
+def swap_vision_tower(model: Any, tower_source: str | Path, plugins: Any, processor: Any = None, strict_shape: bool = True) -> Any:
+    """Load ``tower_source`` into ``model`` (a ``LlavaForConditionalGeneration``) in place
+    (``plugins``: the loaded plugin manager, whose encoder plugins load the tower).
 
     Returns the processor with the tower's image processor (resolution, mean/std),
     when one was given. ``strict_shape=False`` only allows a different token count
     or width for models whose projector and LLM will be (re)trained anyway.
     """
-    tower, image_processor = load_tower(tower_source)
+    loaded = load_tower(tower_source, plugins)
+    tower, image_processor = loaded.model, loaded.image_processor
     new = tower_shape(tower.config)
     if strict_shape:
         check_compatible(model.config, new)

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.util.files import write_json
+from genhancer_plugins import RunError
+from genhancer_plugins import write_json
 
 DEEPSPEED = {"zero2": Path(__file__).parent / "deepspeed" / "zero2.json", "zero3": Path(__file__).parent / "deepspeed" / "zero3.json"}
 
@@ -92,7 +92,7 @@ def load_checkpoint_weights(model: Any, checkpoint: Path) -> None:
 
 
 def latest_checkpoint(directory: Path) -> str | None:
-    from genhancer_plugins.training.checkpoint import list_checkpoints
+    from genhancer_plugins import list_checkpoints
 
     found = list_checkpoints(directory, complete_marker=None)  # the Trainer's own folders
     return str(found[-1]) if found else None

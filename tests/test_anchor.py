@@ -4,6 +4,7 @@ on, the loss gains exactly weight * d(g, g0), with its gradient."""
 import pytest
 import torch
 
+from genhancer_plugins.training.stage import configure_trainable
 from helpers import TINY, run_recipe, write_recipe
 from genhancer_plugins.training.engine import Run
 from genhancer_plugins.registry.manager import load_plugins
@@ -28,7 +29,7 @@ def _stage2_model(tmp_path, overrides):
     run.setup_accelerator()
     run.setup_models()
     original = anchor_reference(run.model.encoder, run.recipe, "stage2")
-    run.configure_stage("stage2")
+    configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     with torch.no_grad():  # a trained-looking LoRA, so g differs from g0
         for name, param in run.model.encoder.named_parameters():
             if "lora_B" in name:

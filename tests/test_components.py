@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from genhancer_plugins.training.stage import configure_trainable
 from helpers import TINY, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsParams
@@ -112,7 +113,7 @@ def _trainable(run):
 
 def test_stage1_trains_projector_and_denoiser_only(tmp_path):
     run = _run(tmp_path)
-    run.configure_stage("stage1")
+    configure_trainable(run.model, "stage1", run.recipe, run.accelerator.device)
     names = _trainable(run)
     heads = {n for n, _ in run.model.named_parameters() if n.startswith(("conditioner.", "denoiser."))}
     assert names == heads
@@ -120,7 +121,7 @@ def test_stage1_trains_projector_and_denoiser_only(tmp_path):
 
 def test_stage2_all_and_only(tmp_path):
     run = _run(tmp_path)
-    run.configure_stage("stage2")
+    configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     names = _trainable(run)
     enc = {n for n in names if n.startswith("encoder.")}
     assert enc and all("lora_" in n for n in enc)
@@ -128,13 +129,13 @@ def test_stage2_all_and_only(tmp_path):
     assert not any(n.startswith("tokenizer.") for n in names)
 
     only = _run(tmp_path / "only", ["stage2.mode=only"])
-    only.configure_stage("stage2")
+    configure_trainable(only.model, "stage2", only.recipe, only.accelerator.device)
     assert all("lora_" in n for n in _trainable(only))
 
 
 def test_stage2_full_fine_tuning_trains_the_vision_tower_without_lora(tmp_path):
     run = _run(tmp_path, ["stage2.encoder_tuning=full"])
-    run.configure_stage("stage2")
+    configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     names = _trainable(run)
     assert not has_lora(run.model.encoder)
     assert {f"encoder.{n}" for n, p in run.model.encoder.named_parameters() if p.requires_grad} == {
@@ -146,7 +147,7 @@ def test_stage2_full_fine_tuning_trains_the_vision_tower_without_lora(tmp_path):
 
 def test_tokenizer_is_frozen_and_stays_in_eval_mode(tmp_path):
     run = _run(tmp_path)
-    run.configure_stage("stage2")
+    configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     run.model.train()
     assert not run.model.tokenizer.training
     assert not any(p.requires_grad for p in run.model.tokenizer.parameters())

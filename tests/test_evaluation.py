@@ -203,10 +203,10 @@ def _save_encoder(family: str, path: Path, text: bool = True) -> Path:
 
 
 def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
-    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.loaders import load_image_text_model
     from genhancer_plugins.registry.manager import load_plugins
 
-    model = load_model(load_plugins(), str(_save_encoder("siglip", tmp_path / "siglip")))
+    model = load_image_text_model(load_plugins(), str(_save_encoder("siglip", tmp_path / "siglip")))
     assert model.family.name == "siglip"
     with torch.no_grad():
         model.model.logit_scale.fill_(2.0)
@@ -231,7 +231,7 @@ def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
 def test_vision_only_model_borrows_the_text_tower_named(tmp_path):
     from transformers import CLIPVisionModelWithProjection
 
-    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins.registry.loaders import load_image_text_model
     from genhancer_plugins.registry.manager import load_plugins
 
     from transformers import CLIPModel, CLIPVisionConfig
@@ -248,11 +248,11 @@ def test_vision_only_model_borrows_the_text_tower_named(tmp_path):
 
     AutoImageProcessor.from_pretrained(full).save_pretrained(tmp_path / "vision")
     manager = load_plugins()
-    alone = load_model(manager, str(tmp_path / "vision"))
+    alone = load_image_text_model(manager, str(tmp_path / "vision"))
     with pytest.raises(ValueError, match="has no text tower: pass --text-from"):
         alone.text_embeddings(["x"])
-    paired = load_model(manager, str(tmp_path / "vision"), text_from=str(full))
-    original = load_model(manager, str(full))
+    paired = load_image_text_model(manager, str(tmp_path / "vision"), text_from=str(full))
+    original = load_image_text_model(manager, str(full))
     image = [Image.new("RGB", (32, 32), (10, 200, 10))]
     assert torch.allclose(paired.image_embeddings(image), -original.image_embeddings(image), atol=1e-5)
     assert torch.allclose(paired.text_embeddings(["a"]), original.text_embeddings(["a"]))

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from genhancer_plugins.training.stage import configure_trainable
 from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams
@@ -95,7 +96,7 @@ def _setup(tmp_path, overrides=()):
 @pytest.mark.parametrize("bias", ["none", "lora_only", "all"])
 def test_lora_bias_setting_chooses_the_trainable_biases(tmp_path, bias):
     run = _setup(tmp_path, [f"stage2.lora.bias={bias}"])
-    run.configure_stage("stage2")
+    configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     encoder = run.model.encoder
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     biases = {n for n in trainable if n.endswith("bias")}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from genhancer_plugins import load_plugins
 from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from llava_integration.benchmarks import (
     MMVPMLLMEvaluator,
@@ -54,13 +55,13 @@ def tiny_llava(tmp_path, corpus):
                                                     "num_attention_heads": 2, "num_key_value_heads": 2,
                                                     "max_position_embeddings": 256},
                              tokenizer_corpus=[str(corpus)])
-    return build_llava(save_tower(tmp_path / "tower", 0), settings)
+    return build_llava(save_tower(tmp_path / "tower", 0), settings, load_plugins())
 
 
 def test_swap_loads_the_tower_and_its_processor(tmp_path, tiny_llava):
     model, processor = tiny_llava
     new = save_tower(tmp_path / "new", 1)
-    swap_vision_tower(model, new, processor)
+    swap_vision_tower(model, new, load_plugins(), processor)
     from transformers import CLIPVisionModel
 
     reference = CLIPVisionModel.from_pretrained(new)
@@ -77,7 +78,7 @@ def test_swap_loads_the_tower_and_its_processor(tmp_path, tiny_llava):
 def test_incompatible_towers_say_what_differs(tmp_path, tiny_llava, overrides, message):
     model, processor = tiny_llava
     with pytest.raises(TowerMismatch, match=message):
-        swap_vision_tower(model, save_tower(tmp_path / "bad", 2, **overrides), processor)
+        swap_vision_tower(model, save_tower(tmp_path / "bad", 2, **overrides), load_plugins(), processor)
 
 
 @pytest.mark.slow

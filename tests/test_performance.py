@@ -93,19 +93,20 @@ def test_compiled_encoder_and_denoiser_train_the_same_model(tmp_path):
     assert compiled["export"]["max_abs_diff"] < 1e-4  # names unchanged: the export loads as usual
 
 
-def test_loader_pins_memory_on_a_gpu_and_keeps_workers(tmp_path):
-    from genhancer_plugins.training.engine import Run
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.recipe.schema import load_recipe
-    from genhancer_plugins.training.stage import StageTrainer
+@pytest.mark.parametrize("pin,workers,persistent,on_gpu,expected", [
+    ("auto", 2, "auto", True, (True, True)),     # auto: pinned on a GPU...
+    ("auto", 2, "auto", False, (False, True)),   # ...not on a CPU
+    (True, 0, "auto", False, (True, False)),     # asked for: pinned anyway; no workers, nothing to keep
+    (False, 2, False, True, (False, False)),
+])
+def test_loader_pins_memory_on_a_gpu_and_keeps_workers(pin, workers, persistent, on_gpu, expected):
+    from genhancer_plugins.recipe.schema import DataSettings
+    from genhancer_plugins.training.stage import loader_options
 
-    manager = load_plugins()
-    run = Run(load_recipe(write_recipe(tmp_path, FAST), ["data.num_workers=2", "data.pin_memory=true"], manager), manager,
-              tmp_path / "out", show_progress=False)
-    run.setup_accelerator()
-    run.setup_models()
-    loader = StageTrainer(run, "stage1")._dataloader()
-    assert loader.num_workers == 2 and loader.persistent_workers and loader.pin_memory
+    data = DataSettings(name="synthetic", batch_size=4, num_workers=workers, pin_memory=pin, persistent_workers=persistent)
+    options = loader_options(data, on_gpu=on_gpu)
+    assert (options["pin_memory"], options["persistent_workers"]) == expected
+    assert options["num_workers"] == workers and options["drop_last"]
 
 
 CACHED = {**FAST, "data": {**TINY["data"], "params": {"num_images": 16}, "fixed_crops": 2}}

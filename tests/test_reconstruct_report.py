@@ -7,7 +7,7 @@ from PIL import Image
 from helpers import TINY, run_recipe, write_recipe
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_plugins.cli import main
-from genhancer_plugins.commands.reconstruct import HEADER
+from genhancer_plugins.training.reconstruct import HEADER
 
 pytestmark = pytest.mark.slow
 

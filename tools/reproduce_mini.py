@@ -91,14 +91,14 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
     """Probe metrics of one encoder, cached in ``target``."""
     from genhancer_miniature.params import ProbeParams
     from genhancer_miniature.probes import ShapesProbeEvaluator
-    from genhancer_plugins.evaluation.runner import load_model
+    from genhancer_plugins import load_image_text_model
     from genhancer_plugins.registry.manager import load_plugins
 
     if target.is_file():
         return json.loads(target.read_text())["metrics"]
     start = time.perf_counter()
     evaluator = ShapesProbeEvaluator(ProbeParams(**probe_params))
-    result = evaluator.evaluate(load_model(load_plugins(), source))
+    result = evaluator.evaluate(load_image_text_model(load_plugins(), source))
     target.write_text(json.dumps({"source": source, "metrics": result.metrics, "rows": result.rows,
                                   "wall_time_s": round(time.perf_counter() - start, 1)}, indent=2))
     return result.metrics

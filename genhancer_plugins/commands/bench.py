@@ -19,17 +19,19 @@ from typing import Any, Callable
 
 import torch
 
-from genhancer_plugins.recipe.build import build_models, plan_pretrainer, resolve_components
-from genhancer_plugins.registry.components import construction_device
 from genhancer_plugins.interfaces import count_parameters
-from genhancer_plugins.training.model import GenHancerModel
-from genhancer_plugins.recipe.schema import LoadedRecipe
-from genhancer_plugins.training.stage import configure_trainable
+from genhancer_plugins.recipe.build import plan_pretrainer, resolve_components
+from genhancer_plugins.recipe.schema import STAGE1, LoadedRecipe
+from genhancer_plugins.registry.components import construction_device
+from genhancer_plugins.training.anchor import frozen_in_compute_dtype
+from genhancer_plugins.training.model import GenHancerModel, build_model
+from genhancer_plugins.training.stage import enter_stage
+from genhancer_plugins.util.dtypes import compute_dtype
 from genhancer_plugins.util.tables import text_table
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) by device name, for MFU when --peak-tflops is not given.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
-PARTS = ("tokenizer_encode", "encoder", "conditioner", "denoiser_forward", "backward", "optimizer")
+PARTS = (*GenHancerModel.PARTS, "backward", "optimizer")
 
 
 @dataclass
@@ -59,11 +61,6 @@ def random_weight_components(loaded: LoadedRecipe, manager: Any) -> dict[str, An
     return components
 
 
-def _model(components: dict[str, Any], meta: bool) -> GenHancerModel:
-    models = build_models(components, meta=meta)
-    return GenHancerModel(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
-
-
 def count_flops(model: GenHancerModel, batch: int, device: str | torch.device) -> float:
     """FLOPs of one training step's forward and backward for ``batch`` images (the model's own ops)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -89,24 +86,31 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS (peak so far)"
 
 
-def _timed_step(model: GenHancerModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, autocast: Any) -> dict[str, float]:
+def _frozen_inputs(model: GenHancerModel, images: torch.Tensor, stage: str, cached: bool, autocast: Any) -> dict[str, torch.Tensor]:
+    """With the frozen-work cache on, what a warm cache hands every step (computed here by the
+    same model methods the cache fills itself with); without it, nothing."""
+    if not cached:
+        return {}
+    frozen = {"target_parameters": model.target_parameters(images)}
+    if stage == STAGE1 and not model.conditioner.uses_local_tokens:
+        with autocast():
+            frozen["global_token"] = model.frozen_global_token(images)
+    return frozen
+
+
+def _timed_step(model: GenHancerModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, frozen: dict[str, torch.Tensor],
+                autocast: Any) -> dict[str, float]:
+    """One training step through the model's own forward, timed at the marks it sets."""
     device = images.device
     marks = []
 
-    def mark() -> None:
+    def mark(part: str = "") -> None:
         _sync(device)
         marks.append(time.perf_counter())
 
     mark()
-    targets = model.targets(images)
-    mark()
     with autocast():
-        encoded = model.encoder(images)
-        mark()
-        condition = model.conditioner(encoded)
-        mark()
-        loss = model.denoiser.loss(targets, condition)
-    mark()
+        loss = model(images, mark=mark, **frozen)
     loss.backward()
     mark()
     optimizer.step()
@@ -129,15 +133,15 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
               log: Callable[[str], None] = print) -> dict[str, Any]:
     recipe = loaded.recipe
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    components = random_weight_components(loaded, manager)
-    model = _model(components, meta=dry)
+    model = build_model(loaded, manager, random_weight_components(loaded, manager), run_pretrainer=False, meta=dry)
     if not dry:
         model.to(device_)
     where = torch.device("meta") if dry else device_
     precision = recipe.train.mixed_precision
     if precision == "auto":
         precision = "bf16" if device_.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = compute_dtype(precision)
+    cached = recipe.cache.enabled and bool(recipe.data.fixed_crops)
 
     def autocast() -> Any:
         return torch.autocast(device_.type, dtype=dtype) if dtype is not None else torch.autocast(device_.type, enabled=False)
@@ -147,9 +151,10 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
     rows: list[BenchRow] = []
     for stage in stages:
         with construction_device(dry):
-            configure_trainable(model, stage, recipe, where)
+            enter_stage(model, recipe, stage, where)  # the trainable set and anchor training has
         trainable = [p for p in model.parameters() if p.requires_grad]
         flops = count_flops(model, 2, where) / 2
+        cast = stage == STAGE1 and recipe.train.cast_frozen and not dry
         for batch in batch_sizes:
             row = BenchRow(stage, batch, flops, sum(p.numel() for p in trainable))
             rows.append(row)
@@ -163,11 +168,13 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
             size = model.encoder.spec.image_size
             try:
                 timings = []
-                for index in range(warmup + steps):
-                    images = torch.rand(batch, 3, size, size, device=device_)
-                    split = _timed_step(model, optimizer, images, autocast)
-                    if index >= warmup:
-                        timings.append(split)
+                with frozen_in_compute_dtype(model.encoder, precision if cast else "no"):  # as stage 1 trains
+                    for index in range(warmup + steps):
+                        images = torch.rand(batch, 3, size, size, device=device_)
+                        frozen = _frozen_inputs(model, images, stage, cached, autocast)
+                        split = _timed_step(model, optimizer, images, frozen, autocast)
+                        if index >= warmup:
+                            timings.append(split)
             except torch.OutOfMemoryError:
                 row.error = "out of memory"
                 optimizer.zero_grad(set_to_none=True)
@@ -184,12 +191,13 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
     return {"recipe": loaded.recipe.name, "device": str(device_) if not dry else "meta (FLOPs only)",
             "device_name": torch.cuda.get_device_name(device_) if device_.type == "cuda" and not dry else None,
             "precision": precision, "image_size": model.encoder.spec.image_size, "parameters": sizes,
+            "frozen_work": "from a warm cache" if cached else "computed every step",
             "peak_tflops": None if dry else _peak(device_, peak_tflops), "rows": [asdict(r) for r in rows]}
 
 
 def render_bench(result: dict[str, Any]) -> str:
     lines = [f"recipe {result['recipe']} on {result['device']}" + (f" ({result['device_name']})" if result["device_name"] else "")
-             + f", precision {result['precision']}, image size {result['image_size']}",
+             + f", precision {result['precision']}, image size {result['image_size']}, frozen work {result.get('frozen_work', '-')}",
              "parameters: " + ", ".join(f"{k} {v:,}" for k, v in result["parameters"].items())]
     header = ["stage", "batch", "GFLOP/image", "images/s", "step ms", *PARTS, "peak GB", "TFLOP/s", "MFU"]
     rows = []

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -24,52 +22,11 @@ from genhancer_plugins.util.tables import comparison_rows, difference, text_tabl
 if TYPE_CHECKING:
     from genhancer_plugins.interfaces import ImageTextModel
 
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, float]  #: flat, e.g. {"average": 31.9, "Color and Appearance": 40.0}
-    primary: str  #: the headline metric's key
-    rows: list[dict[str, Any]] = field(default_factory=list)  #: per-item predictions for the CSV
-    info: dict[str, Any] = field(default_factory=dict)  #: counts and other facts
-
-
-class Evaluator(ABC):
-    """A benchmark. Deterministic: the same model gives the same numbers."""
-
-    name: str = "evaluator"
-    #: Image-text evaluators that embed text: a model without a text tower is refused before any image is embedded.
-    needs_text: bool = False
-
-    @abstractmethod
-    def evaluate(self, model: Any) -> EvalResult:
-        """Score one model: an :class:`ImageTextModel` for evaluators registered with
-        ``scores="encoder"``, a :class:`MultipleChoiceModel` for ``scores="mllm"``."""
-
-    def legend(self, results: Mapping[str, EvalResult], reference: str | None = None) -> str:
-        """Optionally, text printed under the side-by-side table: what the columns mean and
-        what a reader should notice (the comparison is ``results``, ``reference`` first)."""
-        return ""
-
-    def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path | None:
-        """Optionally draw the models' results side by side; return the file written."""
-        return None
+from genhancer_plugins.interfaces import EvalResult, Evaluator
 
 
 def safe_label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
-
-
-def load_model(manager: Any, source: str, text_from: str | None = None, device: str = "cpu") -> ImageTextModel:
-    try:
-        model = manager.hook.genhancer_load_image_text_model(source=str(source), text_from=text_from, device=device)
-    except OSError as exc:  # transformers: no such directory, no such hub id, or the hub is unreachable
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = "a directory that does not exist and " if not Path(source).exists() else ""
-        raise RunError(f"cannot load {source}: {where}not loadable ({reason}); offline, only local directories load "
-                       "(HF_HUB_OFFLINE=1 is set by `make`)") from None
-    if model is None:
-        raise RunError(f"no plugin can load {source} as an image-text model (CLIP and SigLIP are built in)")
-    return model
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:

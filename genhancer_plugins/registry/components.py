@@ -70,24 +70,6 @@ def load_presets(package: str) -> dict[str, Any]:
     return yaml.safe_load(resources.files(package).joinpath("presets.yaml").read_text())
 
 
-class Pretrainer:
-    """A recipe phase that produces the encoder to enhance (``pretrain:``).
-
-    It runs before the encoder is built, on the main process, and is cached
-    by its parameters so it runs once per machine. Its answer is merged into
-    the encoder's parameters (typically ``{"source": directory}``).
-    """
-
-    def encoder_params(self, cache_dir: "Path", log: "Callable[[str], None]", train: bool = True) -> dict[str, Any]:
-        """Train (or find in ``cache_dir``) and return encoder parameter overrides. With
-        ``train=False`` (reloading a finished run) a missing cache entry is an error, not minutes of training."""
-        raise NotImplementedError
-
-    def planned_encoder_params(self) -> dict[str, Any]:
-        """Overrides that describe the architecture without training (for ``validate``)."""
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
 class ComponentSpec:
     """A component a plugin provides.

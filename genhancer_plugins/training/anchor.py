@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from genhancer_plugins.recipe.schema import STAGE2
+from genhancer_plugins.util.dtypes import compute_dtype
 
 
 def anchor_distance(g: torch.Tensor, g0: torch.Tensor, distance: str) -> torch.Tensor:
@@ -34,8 +36,22 @@ def anchor_reference(encoder: nn.Module, recipe: Any, stage: str) -> Any:
     return copy.deepcopy(encoder).requires_grad_(False).eval()
 
 
-def make_anchor(encoder: nn.Module, settings: Any, original: Any) -> Any:
-    """(weight, distance, images -> the original encoder's global token), or None."""
+@dataclass(frozen=True)
+class Anchor:
+    """Stage 2's global-semantics hold: ``weight * d(g, g0)`` added to the loss, with g0 the
+    original encoder's global token of the same images."""
+
+    weight: float
+    distance: str  #: "mse" or "cosine"
+    original: Callable[[torch.Tensor], torch.Tensor]  #: images -> the original encoder's global token
+
+    def term(self, global_token: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.weight * anchor_distance(global_token, self.original(images), self.distance)
+
+
+def make_anchor(encoder: nn.Module, settings: Any, original: Any) -> Anchor | None:
+    """The anchor of ``settings`` (``stage2.anchor``) around ``original`` (from
+    :func:`anchor_reference`), or None when it is off."""
     if original is None:
         return None
 
@@ -57,7 +73,7 @@ def make_anchor(encoder: nn.Module, settings: Any, original: Any) -> Any:
                 layer.enable_adapters(True)
             encoder.train(training)
 
-    return (settings.weight, settings.distance, global_token)
+    return Anchor(settings.weight, settings.distance, global_token)
 
 
 @contextlib.contextmanager
@@ -66,7 +82,7 @@ def frozen_in_compute_dtype(encoder: nn.Module, mixed_precision: str) -> Iterato
     autocast casts again every step) cast once to the compute dtype, so the numbers are
     the same; its fp32 weights come back afterwards, bit for bit, for stage 2 and the
     export. Norms, embeddings and buffers, which autocast keeps in fp32, stay fp32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
+    dtype = compute_dtype(mixed_precision)
     if dtype is None:
         yield
         return

@@ -35,7 +35,7 @@ KINDS = ("targets", "global_token")
 
 
 def crop_seed(seed: int, index: int, crop: int) -> int:
-    return step_seed(seed, 7919, index, crop)  # a stream apart from the training steps'  # a stream apart from the training steps'
+    return step_seed(seed, 7919, index, crop)  # a stream apart from the training steps'
 
 
 class FixedCrops(torch.utils.data.Dataset):
@@ -114,18 +114,14 @@ class FrozenCache:
 
 def cached_inputs(cache: FrozenCache, model: Any, batch: dict[str, Any], images: torch.Tensor, with_encoder: bool,
                   autocast: Callable[[], Any]) -> dict[str, torch.Tensor]:
-    """Keyword inputs of :meth:`GenHancerModel.forward` from the cache (computing what is missing)."""
+    """Keyword inputs of :meth:`GenHancerModel.forward` from the cache, computing what is
+    missing with the model's own methods (the same work an uncached step does)."""
     keys = batch["cache_keys"]
-
-    def targets(rows: list[int]) -> torch.Tensor:
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            return model.tokenizer.encode_parameters(images[rows].float())
-
-    inputs = {"target_parameters": cache.lookup("targets", keys, targets, images.device)}
+    inputs = {"target_parameters": cache.lookup("targets", keys, lambda rows: model.target_parameters(images[rows]), images.device)}
     if with_encoder:
         def global_token(rows: list[int]) -> torch.Tensor:
-            with torch.no_grad(), autocast():
-                return model.encoder(images[rows]).global_token.float()
+            with autocast():
+                return model.frozen_global_token(images[rows])
 
         inputs["global_token"] = cache.lookup("global_token", keys, global_token, images.device)
     return inputs

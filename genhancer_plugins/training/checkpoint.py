@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file
@@ -25,9 +25,15 @@ WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 
 
+def gathered_tensors(module: nn.Module, keep: Callable[[str, nn.Parameter], bool]) -> dict[str, torch.Tensor]:
+    """Whole tensors (gathered from the shards under sharding: every process calls it), on the
+    CPU, of the parameters ``keep(name, parameter)`` selects."""
+    return {n: full(p.detach()).to("cpu").contiguous() for n, p in module.named_parameters() if keep(n, p)}
+
+
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Whole trained tensors by name (gathered from the shards under sharding: every process calls it)."""
-    return {n: full(p.detach()).to("cpu").contiguous() for n, p in module.named_parameters() if p.requires_grad}
+    """The trained tensors by name."""
+    return gathered_tensors(module, lambda name, param: param.requires_grad)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -110,6 +116,11 @@ def load_weights(path: Path, module: nn.Module, prefixes: tuple[str, ...] = ()) 
             target.copy_(placed_like(value.to(target.device, target.dtype), target))
         loaded.append(name)
     return loaded
+
+
+def checkpoint_complete(directory: Path) -> bool:
+    """Whether ``directory`` holds a whole checkpoint (its state is written last)."""
+    return (Path(directory) / STATE_FILE).is_file()
 
 
 def list_checkpoints(directory: Path, complete_marker: str | None = STATE_FILE) -> list[Path]:

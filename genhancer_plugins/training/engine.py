@@ -26,15 +26,17 @@ import torch
 from genhancer_plugins import __version__
 from genhancer_plugins.recipe.build import resolve_components, resolve_evaluators
 from genhancer_plugins.training.callbacks import PLUGIN_NAME, EngineCallbacks
+from genhancer_plugins.training.context import TrainingContext, probe_images
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.events import ExportInfo, RunInfo
 from genhancer_plugins.util.files import write_json
 from genhancer_plugins.interfaces import PhaseContext, count_parameters
-from genhancer_plugins.registry.manager import PluginManager
-from genhancer_plugins.training.model import build_model, probe_images
+from genhancer_plugins.registry.manager import PluginManager, PluginSource
+from genhancer_plugins.training.model import GenHancerModel, build_model
 from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe, dump_yaml
 from genhancer_plugins.training.rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recipe, recipe_changes
-from genhancer_plugins.training.stage import StageResult, StageTrainer, configure_trainable
+from genhancer_plugins.training.stage import StageResult, StageTrainer
+from genhancer_plugins.util.dtypes import torch_dtype
 from genhancer_plugins.util.tables import difference
 
 OUTPUT_ENTRIES = (*STAGES, "cache", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
@@ -71,8 +73,16 @@ class Run:
         self.eval_results: dict[str, dict[str, Any]] = {}
         self.phase_results: dict[str, Any] = {}
         self.recipe_changes: list[str] = []
-        self.cache = None
         self.lock = RunLock(self.output_dir)
+        # set up by the phases below (None until then)
+        self.accelerator: Any = None
+        self.model: GenHancerModel | None = None
+        self.dataset: Any = None
+        self.probe_dataset: Any = None
+        self.cache: Any = None
+        self.evaluators: list[Any] = []
+        self.context: TrainingContext | None = None  #: what the stages and the hook payloads see
+        self._created = self._fresh = False  #: whether this run created the output directory / found it empty
 
     # -- 1 -------------------------------------------------------------------
     def prepare_output(self) -> None:
@@ -181,7 +191,9 @@ class Run:
         self.evaluators = [self._build_evaluator(spec) for spec in self.evaluator_specs]
         if self.recipe.train.report_to:
             acc.init_trackers(self.recipe.name, config=self._tracker_config())
-        self.manager.hook.genhancer_run_start(run=RunInfo(self.recipe, self.output_dir, self.model.parts(), acc.process_index, acc.num_processes))
+        self.context = TrainingContext(self.recipe, self.output_dir, acc, self.model, self.dataset, self.probe_dataset, self.cache,
+                                       self.manager.notify, self.log, self.resume, self.show_progress)
+        self.manager.notify("genhancer_run_start", run=self.context.info())
         self.log(
             f"components: encoder {self.recipe.encoder.name} ({count_parameters(self.model.encoder):,} params), "
             f"denoiser {self.recipe.denoiser.name} ({count_parameters(self.model.denoiser):,}), "
@@ -197,7 +209,7 @@ class Run:
         crops = self.recipe.data.fixed_crops
         if not crops:
             return
-        if self.streaming:
+        if isinstance(self.dataset, torch.utils.data.IterableDataset):
             raise RunError(f"data.fixed_crops needs a map-style dataset; {self.recipe.data.name} streams")
         self.dataset = FixedCrops(self.dataset, crops, self.recipe.train.seed, self.model.encoder.spec.image_size)
         settings = self.recipe.cache
@@ -207,8 +219,7 @@ class Run:
             fingerprint |= {"encoder_source": self.model.encoder.pretrained_source(), "image_size": self.model.encoder.spec.image_size,
                             "seed": self.recipe.train.seed, "precision": self.accelerator.mixed_precision, "scheme": 1}
             root = Path(settings.directory).expanduser() if settings.directory else self.output_dir / "cache"
-            dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[settings.dtype]
-            self.cache = FrozenCache(root, fingerprint, dtype, self.accelerator.process_index)
+            self.cache = FrozenCache(root, fingerprint, torch_dtype(settings.dtype), self.accelerator.process_index)
             self.log(f"frozen-work cache: {self.cache.directory} ({sum(len(v) for v in self.cache.entries.values()):,} entries)")
 
     @staticmethod
@@ -223,36 +234,17 @@ class Run:
         return {"encoder": r.encoder.name, "denoiser": r.denoiser.name, "stage1_lr": r.stage1.learning_rate,
                 "stage2_lr": r.stage2.learning_rate, "batch_size": r.data.batch_size, "seed": r.train.seed}
 
-    @property
-    def sharded(self) -> bool:
-        """FSDP2 over several processes (``train.sharding: fsdp``); one process never shards."""
-        return self.recipe.train.sharding == "fsdp" and self.accelerator.num_processes > 1
-
-    @property
-    def streaming(self) -> bool:
-        """Iterable datasets shard themselves per process; map-style ones are sharded by accelerate."""
-        return isinstance(self.dataset, torch.utils.data.IterableDataset)
-
-    def configure_stage(self, stage: str) -> None:
-        configure_trainable(self.model, stage, self.recipe, self.accelerator.device)
-
-    def gather(self, local: list[str]) -> list[str]:
-        """Every process's list, joined (one process: the list itself)."""
-        from accelerate.utils import gather_object
-
-        return list(gather_object(local)) if self.accelerator.num_processes > 1 else list(local)
-
     def log(self, message: str) -> None:
-        if self.accelerator.is_main_process:
+        if self.accelerator is None or self.accelerator.is_main_process:
             print(f"[genhancer] {message}", flush=True)
 
     # -- 3, 4: evaluation and export ------------------------------------------------
     def original_source(self) -> str:
         """Where the untouched encoder loads from: its source, or a copy written now (before training)."""
-        source = self.model.encoder.pretrained_source() if hasattr(self, "model") else None
+        source = self.model.encoder.pretrained_source() if self.model is not None else None
         if source:
             return str(source)
-        if not hasattr(self, "model"):
+        if self.model is None:
             raise RunError("the original encoder has no source to load: name it in the phase's settings (or the encoder's source)")
         original = self.output_dir / "original"
         if self.accelerator.is_main_process and not (original / "config.json").is_file():
@@ -261,14 +253,15 @@ class Run:
 
     def evaluate(self, label: str, source: str, reuse: bool = True) -> None:
         """Apply every recipe evaluator to ``source`` (main process); ``label`` is original or enhanced."""
-        from genhancer_plugins.evaluation.runner import evaluate_or_resume, load_model, write_comparison
+        from genhancer_plugins.evaluation.runner import evaluate_or_resume, write_comparison
+        from genhancer_plugins.registry.loaders import load_image_text_model
 
         if self.evaluators and self.accelerator.is_main_process:
             device, loaded = str(self.accelerator.device), []
 
             def load() -> Any:  # loaded once, only if some evaluator has no result yet
                 if not loaded:
-                    loaded.append(load_model(self.manager, source, device=device))
+                    loaded.append(load_image_text_model(self.manager, source, device=device))
                 return loaded[0]
 
             for evaluator in self.evaluators:
@@ -283,19 +276,32 @@ class Run:
     def export(self) -> dict[str, Any]:
         from genhancer_plugins.training.export import export_encoder
 
-        acc = self.accelerator
+        acc, context = self.accelerator, self.context
         info: dict[str, Any] = {"directory": str(self.output_dir / "export")}
         if acc.is_main_process:  # training is over: the other processes only wait
             encoder = self.model.encoder
-            if self.sharded:  # whole weights: the trained stage read back into an unsharded model
+            if context.sharded:  # whole weights: the trained stage read back into an unsharded model
                 from genhancer_plugins.training.model import load_trained_model
 
                 encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
-            info = export_encoder(encoder, probe_images(self.probe_dataset, 4).to(acc.device), self.output_dir / "export",
+            info = export_encoder(encoder, context.probe_images(4), self.output_dir / "export",
                                   self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), self.log)
         acc.wait_for_everyone()
-        self.manager.hook.genhancer_export_end(export=ExportInfo(self.output_dir / "export", self.recipe, acc.process_index))
+        self.manager.notify("genhancer_export_end", export=ExportInfo(self.output_dir / "export", context.info()))
         return info
+
+    def _export_skipped(self, reason: str) -> None:
+        self.log(f"export skipped: {reason}")
+        info = self.context.info() if self.context is not None else self._run_info()
+        self.manager.notify("genhancer_export_end", export=ExportInfo(None, info, written=False, reason=reason))
+
+    def _run_info(self) -> RunInfo:
+        """The run for hook payloads, also before (or without) its components."""
+        if self.context is not None:
+            return self.context.info()
+        acc = self.accelerator
+        return RunInfo(self.recipe, self.output_dir, {}, acc, acc.process_index if acc else 0, acc.num_processes if acc else 1,
+                       show_progress=self.show_progress, log=self.log)
 
     # -- 5: downstream phases --------------------------------------------------------
     def run_phases(self) -> None:
@@ -304,7 +310,7 @@ class Run:
             recipe=self.recipe, output_dir=self.output_dir, enhanced_encoder=exported if (exported / "config.json").is_file() else None,
             original_encoder=self.original_source, build_evaluators=self._phase_evaluators, seed=self.recipe.train.seed,
             resume=self.resume, is_main_process=self.accelerator.is_main_process, log=self.log,
-            wait_for_everyone=self.accelerator.wait_for_everyone,
+            wait_for_everyone=self.accelerator.wait_for_everyone, plugins=self.manager,
         )
         for name, params in self.recipe.phases().items():
             phase = self.manager.get("phase", name).spec.factory(params)
@@ -338,7 +344,7 @@ class Run:
             "eval": self._eval_summary(),
             **{name: result for name, result in self.phase_results.items()},
             "recipe_changes_on_resume": self.recipe_changes,
-            "cache": self.cache.stats() if getattr(self, "cache", None) else None,
+            "cache": self.cache.stats() if self.cache is not None else None,
             "wall_time_s": round(wall_time, 2),
             "completed": completed,
         }
@@ -350,8 +356,10 @@ class Run:
         start = time.perf_counter()
         self.setup_accelerator()
         self.prepare_output()
-        callbacks = EngineCallbacks(self)
-        self.manager.pm.register(callbacks, name=PLUGIN_NAME)
+        callbacks = EngineCallbacks()
+        self.manager.register(callbacks, PluginSource(PLUGIN_NAME, "genhancer_plugins.training.callbacks", "genhancer", __version__))
+        self.manager.report_failures = True  # a plugin failing in a lifecycle hook is said at once, in one line
+        completed, error = False, None
         try:
             try:
                 if self.recipe.active_stages():
@@ -366,7 +374,7 @@ class Run:
                 if self.evaluators:
                     self.evaluate("original", self.original_source())
                 for stage in self.recipe.active_stages():
-                    self.results[stage] = StageTrainer(self, stage).train()
+                    self.results[stage] = StageTrainer(self.context, stage).train()
                     self.write_summary(time.perf_counter() - start, completed=False)
                 if self.recipe.export.enabled and self.recipe.stage2.enabled:
                     self.export_info = self.export()
@@ -374,12 +382,22 @@ class Run:
                     retrained = any(not r.already_finished for r in self.results.values())
                     self.evaluate("enhanced", str(self.output_dir / "export"), reuse=not retrained)
                 elif self.recipe.export.enabled:
-                    self.log("export skipped: stage2 is disabled, the encoder is unchanged")
+                    self._export_skipped("stage2 is disabled, the encoder is unchanged")
+                else:
+                    self._export_skipped("export.enabled is false")
             self.run_phases()
             summary = self.write_summary(time.perf_counter() - start, completed=True)
+            completed = True
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            self.manager.pm.unregister(callbacks)
-            self.lock.release()
+            try:
+                self.manager.notify("genhancer_run_end", run=self._run_info(), completed=completed, error=error)
+            finally:
+                self.manager.unregister(PLUGIN_NAME)
+                self.manager.report_failures = False
+                self.lock.release()
         if self.recipe.train.report_to:
             self.accelerator.end_training()
         return summary

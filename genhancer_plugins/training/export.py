@@ -14,9 +14,9 @@ from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import respect_umask, write_json
 from genhancer_plugins.interfaces import Encoder
 from genhancer_plugins.training.lora import merge_lora
+from genhancer_plugins.util.dtypes import torch_dtype
 
 EXPORT_TOLERANCE = 1e-4
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtype_name: str, recipe_name: str,
@@ -29,7 +29,7 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
     with torch.no_grad():
         before = encoder(probe).global_token.float()
     merge_lora(encoder)
-    dtype = DTYPES[dtype_name]
+    dtype = torch_dtype(dtype_name)
     info: dict[str, Any] = {"directory": str(export_dir), "dtype": dtype_name}
     if dtype != torch.float32:
         with torch.no_grad():

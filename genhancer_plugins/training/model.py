@@ -3,7 +3,6 @@ tokenizer's targets), its one build path, and reloading a trained run."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,11 +15,20 @@ from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
 from genhancer_plugins.registry.manager import PluginManager
 from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe
+from genhancer_plugins.training.anchor import Anchor
+
+
+def _unmarked(part: str) -> None:
+    return None
 
 
 class GenHancerModel(nn.Module):
     """Encoder, conditioner, frozen tokenizer and denoiser as one module, so
-    that accelerate/DDP wrap a single forward that returns the loss."""
+    that accelerate/DDP wrap a single forward that returns the loss. Its methods are
+    the one forward path: training, the frozen-work cache and ``bench`` all call them."""
+
+    #: the parts of one forward, in order, as :meth:`forward` marks them (``bench`` times each)
+    PARTS = ("tokenizer_encode", "encoder", "conditioner", "denoiser_forward")
 
     def __init__(self, encoder: Encoder, conditioner: Conditioner, tokenizer: ImageTokenizer, denoiser: Denoiser):
         super().__init__()
@@ -28,35 +36,50 @@ class GenHancerModel(nn.Module):
         self.conditioner = conditioner
         self.tokenizer = tokenizer
         self.denoiser = denoiser
-        #: stage 2's optional global-semantics anchor (set by the stage): (weight, distance, original global token of images)
-        self.anchor: tuple[float, str, Callable[[torch.Tensor], torch.Tensor]] | None = None
+        #: stage 2's optional global-semantics anchor (set by the stage for its length)
+        self.anchor: Anchor | None = None
 
     def forward(self, images: torch.Tensor, target_parameters: torch.Tensor | None = None,
-                global_token: torch.Tensor | None = None) -> torch.Tensor:
+                global_token: torch.Tensor | None = None, mark: Callable[[str], None] = _unmarked) -> torch.Tensor:
         """The loss of a batch. The frozen work may come precomputed (:mod:`genhancer_plugins.training.cache`):
-        the tokenizer's target parameters, and in stage 1 the encoder's global token."""
+        the tokenizer's target parameters, and in stage 1 the encoder's global token. ``mark(part)``
+        is called as each of :attr:`PARTS` ends."""
         if target_parameters is not None:
-            with torch.autocast(device_type=images.device.type, enabled=False):
-                targets = self.tokenizer.targets_from_parameters(target_parameters)
+            targets = self._in_fp32(self.tokenizer.targets_from_parameters, target_parameters)
         else:
             targets = self.targets(images)
+        mark("tokenizer_encode")
         encoded = EncoderOutput(global_token, None) if global_token is not None else self.encoder(images)
-        loss = self.denoiser.loss(targets, self.conditioner(encoded))
+        mark("encoder")
+        condition = self.conditioner(encoded)
+        mark("conditioner")
+        loss = self.denoiser.loss(targets, condition)
         if self.anchor is not None:
-            weight, distance, original = self.anchor
-            from genhancer_plugins.training.anchor import anchor_distance
-
-            loss = loss + weight * anchor_distance(encoded.global_token, original(images), distance)
+            loss = loss + self.anchor.term(encoded.global_token, images)
+        mark("denoiser_forward")
         return loss
 
+    @staticmethod
+    def _in_fp32(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """The frozen tokenizer runs in fp32 even under bf16/fp16 autocast: the release encodes
+        with the VAE in fp32, and the encode is cheap next to the denoiser."""
+        if inputs.device.type == "meta":  # counting FLOPs on shapes alone: there is no autocast to leave
+            return function(inputs.float())
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            return function(inputs.float())
+
     def targets(self, images: torch.Tensor) -> torch.Tensor:
-        """The frozen tokenizer's targets, computed in fp32 even under bf16/fp16
-        autocast: the release encodes with the VAE in fp32, and the encode is
-        cheap next to the denoiser."""
-        if images.device.type == "meta":  # counting FLOPs on shapes alone: there is no autocast to leave
-            return self.tokenizer.encode(images.float())
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            return self.tokenizer.encode(images.float())
+        """The frozen tokenizer's targets of ``images``, in fp32."""
+        return self._in_fp32(self.tokenizer.encode, images)
+
+    def target_parameters(self, images: torch.Tensor) -> torch.Tensor:
+        """What the frozen-work cache keeps of the tokenizer's work (before its random draw), in fp32."""
+        return self._in_fp32(self.tokenizer.encode_parameters, images)
+
+    @torch.no_grad()
+    def frozen_global_token(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's global token (stage 1's frozen work), under the caller's autocast."""
+        return self.encoder(images).global_token.float()
 
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "conditioner": self.conditioner, "tokenizer": self.tokenizer, "denoiser": self.denoiser}
@@ -70,15 +93,19 @@ def build_model(
     is_main_process: bool = True,
     wait_for_everyone: Callable[[], None] = lambda: None,
     train_missing: bool = True,
+    run_pretrainer: bool = True,
+    meta: bool = False,
 ) -> GenHancerModel:
     """Components from the recipe, the pretrainer's encoder first (trained or read
     from the cache on the main process; the others wait), initialised from the
-    recipe's seed. The one build path of runs and of reloading a run."""
+    recipe's seed. The one build path of runs, of reloading a run and of ``bench``
+    (which passes components that already describe the pretrainer's encoder,
+    ``run_pretrainer=False``, and ``meta=True`` to count FLOPs on shapes alone)."""
     from accelerate.utils import set_seed
 
     components = components if components is not None else resolve_components(loaded, manager)
     seed = loaded.recipe.train.seed
-    pretrainer = resolve_pretrainer(loaded, manager)
+    pretrainer = resolve_pretrainer(loaded, manager) if run_pretrainer else None
     if pretrainer is not None:
         phase = pretrainer.build(seed=seed)
         if is_main_process:  # trains once, then every process reads the cache
@@ -86,7 +113,7 @@ def build_model(
         wait_for_everyone()
         apply_pretrainer(components, phase.encoder_params(cache_root(), log, train=train_missing))
     set_seed(seed)  # identical initialisation on every process
-    models = build_models(components)
+    models = build_models(components, meta=meta)
     return GenHancerModel(models["encoder"], models["conditioner"], models["tokenizer"], models["denoiser"])
 
 
@@ -100,16 +127,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     if all("cache_key" in item for item in items):
         batch["cache_keys"] = [item["cache_key"] for item in items]
     return batch
-
-
-def probe_images(dataset: Any, count: int) -> torch.Tensor:
-    """A few fixed images (the dataset's first) for previews and the export check."""
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        dataset.set_epoch(0)
-        items = list(itertools.islice(iter(dataset), count))
-    else:
-        items = [dataset[i] for i in range(min(count, len(dataset)))]
-    return torch.stack([item["pixel_values"] for item in items])
 
 
 def finished_stages(run_dir: Path) -> list[str]:

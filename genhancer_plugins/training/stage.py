@@ -20,12 +20,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 
-from genhancer_plugins.training.checkpoint import STATE_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_weights, prune_checkpoints, save_checkpoint
+from genhancer_plugins.training.checkpoint import (STATE_FILE, WEIGHTS_FILE, gathered_tensors, list_checkpoints, load_checkpoint, load_weights,
+                                                   prune_checkpoints, save_checkpoint)
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.events import StageInfo, StepInfo
 from genhancer_plugins.util.files import respect_umask, save_tensors, write_json
@@ -33,12 +34,10 @@ from genhancer_plugins.training.lora import apply_lora, has_lora, mark_lora_trai
 from genhancer_plugins.training.anchor import anchor_reference, frozen_in_compute_dtype, make_anchor
 from genhancer_plugins.training.cache import cached_inputs
 from genhancer_plugins.util.seeds import step_seed
-from genhancer_plugins.training.sharding import full
+from genhancer_plugins.training.context import TrainingContext
 from genhancer_plugins.training.model import GenHancerModel, collate
 from genhancer_plugins.recipe.schema import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
-if TYPE_CHECKING:
-    from genhancer_plugins.training.engine import Run
 
 
 #: What reading a torn or truncated checkpoint raises (JSONDecodeError is a ValueError).
@@ -90,23 +89,43 @@ def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, devic
         model.denoiser.requires_grad_(True)
 
 
+def loader_options(data: Any, on_gpu: bool) -> dict[str, Any]:
+    """DataLoader options from the recipe's ``data`` section: ``pin_memory: auto`` pins on a GPU only,
+    ``persistent_workers: auto`` keeps workers across epochs whenever there are any."""
+    return {
+        "batch_size": data.batch_size, "drop_last": True, "num_workers": data.num_workers, "collate_fn": collate,
+        "pin_memory": on_gpu if data.pin_memory == "auto" else data.pin_memory,
+        "persistent_workers": data.num_workers > 0 and data.persistent_workers in ("auto", True),
+    }
+
+
+def enter_stage(model: GenHancerModel, recipe: Recipe, stage: str, device: Any) -> None:
+    """What every step of ``stage`` trains: the trainable set (and LoRA) and stage 2's anchor.
+    Training and ``bench`` both start a stage here."""
+    from accelerate.utils import set_seed
+
+    # Stage-level randomness (LoRA initialisation) must not depend on how
+    # much of the previous stage ran in this process: resume relies on it.
+    set_seed(step_seed(recipe.train.seed, STAGES.index(stage), 2**31 - 1))
+    original = anchor_reference(model.encoder, recipe, stage)
+    configure_trainable(model, stage, recipe, device)
+    model.anchor = make_anchor(model.encoder, recipe.stage2.anchor, original)
+
+
 def stage_state(model: GenHancerModel) -> dict[str, torch.Tensor]:
-    """What a finished stage hands on: projector, denoiser, trained encoder weights."""
-    state = {}
-    for name, param in model.named_parameters():
-        if name.startswith(("conditioner.", "denoiser.")) or (name.startswith("encoder.") and param.requires_grad):
-            state[name] = full(param.detach()).to("cpu").contiguous()
-    return state
+    """What a finished stage hands on: projector and denoiser (trained or not: ``stage2.mode: only``
+    keeps them frozen), and the trained encoder weights."""
+    return gathered_tensors(model, lambda name, param: param.requires_grad or name.startswith(("conditioner.", "denoiser.")))
 
 
 class StageTrainer:
-    """Trains one stage of a :class:`~genhancer_plugins.training.engine.Run`."""
+    """Trains one stage with what a :class:`TrainingContext` holds."""
 
-    def __init__(self, run: "Run", stage: str):
-        self.run = run
+    def __init__(self, context: TrainingContext, stage: str):
+        self.ctx = context
         self.stage = stage
-        self.settings: StageSettings = run.recipe.stage_settings(stage)
-        self.directory = run.output_dir / stage
+        self.settings: StageSettings = context.recipe.stage_settings(stage)
+        self.directory = context.output_dir / stage
         self.final_dir = self.directory / "final"
         self.checkpoints = self.directory / "checkpoints"
 
@@ -118,27 +137,27 @@ class StageTrainer:
             saved = json.loads((self.final_dir / STATE_FILE).read_text())
             s = self.settings
             if (s.steps or 0) > saved["step"] or (s.steps is None and s.epochs > saved.get("epochs", s.epochs)):
-                self.run.log(f"{self.stage}: finished at step {saved['step']}; the recipe asks for more: continuing from its last checkpoint")
+                self.ctx.log(f"{self.stage}: finished at step {saved['step']}; the recipe asks for more: continuing from its last checkpoint")
                 return None
-            load_weights(self.final_dir / WEIGHTS_FILE, self.run.model)
+            load_weights(self.final_dir / WEIGHTS_FILE, self.ctx.model)
         except UNREADABLE as exc:  # torn by a crash: the stage's last checkpoint finishes it again
-            self.run.log(f"warning: {self.final_dir} is unreadable ({exc}); finishing {self.stage} again from its last checkpoint")
+            self.ctx.log(f"warning: {self.final_dir} is unreadable ({exc}); finishing {self.stage} again from its last checkpoint")
             return None
-        self.run.log(f"{self.stage}: already finished in {self.final_dir}; loaded its weights")
+        self.ctx.log(f"{self.stage}: already finished in {self.final_dir}; loaded its weights")
         return StageResult(steps=saved["step"], final_loss=saved.get("final_loss"), already_finished=True,
                            wall_time_s=saved.get("wall_time_s", 0.0), losses=[tuple(x) for x in saved.get("losses", [])],
                            skipped_samples=saved.get("skipped_samples", []))
 
     def _stage2_start(self) -> None:
-        recipe = self.run.recipe
+        recipe = self.ctx.recipe
         if self.stage != STAGE2 or STAGE1 in recipe.active_stages():
             return
         if recipe.stage2.init_from:
             self._init_from(recipe.stage2.init_from)
         elif recipe.schedule == "end_to_end":
-            self.run.log("stage2: end-to-end schedule: encoder LoRA and a fresh denoiser train together from step 0")
+            self.ctx.log("stage2: end-to-end schedule: encoder LoRA and a fresh denoiser train together from step 0")
         else:
-            self.run.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
+            self.ctx.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
 
     def _init_from(self, source: str) -> None:
         path = Path(source)
@@ -146,29 +165,25 @@ class StageTrainer:
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise RunError(f"stage2.init_from: no stage-1 weights at {source} (looked for {', '.join(map(str, candidates[:2]))})")
-        loaded = load_weights(found, self.run.model, prefixes=("conditioner.", "denoiser."))
-        self.run.log(f"stage2 starts from {found} ({len(loaded)} tensors)")
+        loaded = load_weights(found, self.ctx.model, prefixes=("conditioner.", "denoiser."))
+        self.ctx.log(f"stage2 starts from {found} ({len(loaded)} tensors)")
 
     def _dataloader(self) -> torch.utils.data.DataLoader:
-        data, dataset = self.run.recipe.data, self.run.dataset
-        options = {
-            "batch_size": data.batch_size, "drop_last": True, "num_workers": data.num_workers, "collate_fn": collate,
-            "pin_memory": torch.cuda.is_available() if data.pin_memory == "auto" else data.pin_memory,
-            "persistent_workers": data.num_workers > 0 and data.persistent_workers in ("auto", True),
-        }
-        if self.run.streaming:
+        dataset = self.ctx.dataset
+        options = loader_options(self.ctx.recipe.data, on_gpu=torch.cuda.is_available())
+        if self.ctx.streaming:
             return torch.utils.data.DataLoader(dataset, **options)
-        return torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(self.run.recipe.train.seed),
+        return torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(self.ctx.recipe.train.seed),
                                            **options)
 
     def _total_steps(self, batches_per_epoch: int) -> int:
         if self.settings.steps:
             return self.settings.steps
-        recipe, acc = self.run.recipe, self.run.accelerator
+        recipe, acc = self.ctx.recipe, self.ctx.accelerator
         per_epoch = batches_per_epoch // recipe.train.gradient_accumulation_steps
         if per_epoch == 0:
             raise RunError(
-                f"one epoch of {len(self.run.dataset)} images gives no optimisation step at batch size "
+                f"one epoch of {len(self.ctx.dataset)} images gives no optimisation step at batch size "
                 f"{recipe.data.batch_size} x {acc.num_processes} process(es) x "
                 f"{recipe.train.gradient_accumulation_steps} accumulation; use more images or a smaller batch"
             )
@@ -176,92 +191,86 @@ class StageTrainer:
 
     def _epoch(self, loader: Any, epoch: int, batches_done: int, batches_per_epoch: int) -> Any:
         """The batches of ``epoch`` not consumed yet (resume skips ``batches_done``)."""
-        if self.run.streaming:
-            self.run.dataset.set_epoch(epoch)
+        if self.ctx.streaming:
+            self.ctx.dataset.set_epoch(epoch)
             return itertools.islice(iter(loader), batches_done, batches_per_epoch)
         loader.set_epoch(epoch)
-        return self.run.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+        return self.ctx.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
 
     # -- the stage ---------------------------------------------------------------
     def train(self) -> StageResult:
-        from accelerate.utils import set_seed
-
-        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
-        # Stage-level randomness (LoRA initialisation) must not depend on how
-        # much of the previous stage ran in this process: resume relies on it.
-        set_seed(step_seed(recipe.train.seed, STAGES.index(self.stage), 2**31 - 1))
-        original = anchor_reference(run.model.encoder, recipe, self.stage)
-        configure_trainable(run.model, self.stage, recipe, acc.device)
-        run.model.anchor = make_anchor(run.model.encoder, recipe.stage2.anchor, original)
+        ctx, acc, recipe = self.ctx, self.ctx.accelerator, self.ctx.recipe
+        enter_stage(ctx.model, recipe, self.stage, acc.device)
         try:
             finished = self._finished()
             return finished if finished is not None else self._train()
         finally:
-            run.model.anchor = None  # a training term only: export and evaluation need neither it nor its frozen copy
+            ctx.model.anchor = None  # a training term only: export and evaluation need neither it nor its frozen copy
 
     def _train(self) -> StageResult:
-        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
+        ctx, acc, recipe = self.ctx, self.ctx.accelerator, self.ctx.recipe
         self._stage2_start()
-        if self.run.sharded:
+        if self.ctx.sharded:
             from genhancer_plugins.training.sharding import shard_trainable_parts
 
-            sharded = shard_trainable_parts(run.model.parts())
+            sharded = shard_trainable_parts(ctx.model.parts())
             if sharded:
-                run.log(f"{self.stage}: sharded over {acc.num_processes} processes (FSDP2): {', '.join(sharded)}")
-        trainable = [p for p in run.model.parameters() if p.requires_grad]
+                ctx.log(f"{self.stage}: sharded over {acc.num_processes} processes (FSDP2): {', '.join(sharded)}")
+        trainable = [p for p in ctx.model.parameters() if p.requires_grad]
         s = self.settings
         fused = recipe.train.fused_optimizer
         fused = acc.device.type == "cuda" if fused == "auto" else fused
         optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
                                       **({"fused": True} if fused else {}))
         acc.free_memory()  # drop the previous stage's wrappers
-        if self.run.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
-            model = run.model
+        if self.ctx.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
+            model = ctx.model
             optimizer = acc.prepare(optimizer)
-            loader = self._dataloader() if run.streaming else acc.prepare(self._dataloader())
-        elif run.streaming:
-            model, optimizer = acc.prepare(run.model, optimizer)
+            loader = self._dataloader() if ctx.streaming else acc.prepare(self._dataloader())
+        elif ctx.streaming:
+            model, optimizer = acc.prepare(ctx.model, optimizer)
             loader = self._dataloader()
         else:
-            model, optimizer, loader = acc.prepare(run.model, optimizer, self._dataloader())
-        batches_per_epoch = len(run.dataset) // (recipe.data.batch_size * acc.num_processes) if run.streaming else len(loader)
+            model, optimizer, loader = acc.prepare(ctx.model, optimizer, self._dataloader())
+        batches_per_epoch = len(ctx.dataset) // (recipe.data.batch_size * acc.num_processes) if ctx.streaming else len(loader)
         if batches_per_epoch == 0:  # drop_last would leave every epoch empty: the loop would never end
-            per_process = len(run.dataset) // acc.num_processes
-            raise RunError(f"{len(run.dataset)} image(s) make no full batch of data.batch_size {recipe.data.batch_size} on "
+            per_process = len(ctx.dataset) // acc.num_processes
+            raise RunError(f"{len(ctx.dataset)} image(s) make no full batch of data.batch_size {recipe.data.batch_size} on "
                            f"{acc.num_processes} process(es); set data.batch_size to at most {max(per_process, 1)} or add images")
         total = self._total_steps(batches_per_epoch)
         result = StageResult()
         position = self._resume(optimizer, result, total)
-        run.log(f"{self.stage}: {total} steps, lr {s.learning_rate:g} ({s.lr_schedule}), "
+        ctx.log(f"{self.stage}: {total} steps, lr {s.learning_rate:g} ({s.lr_schedule}), "
                 f"{sum(p.numel() for p in trainable):,} trainable parameters, global batch "
                 f"{recipe.data.batch_size * acc.num_processes * recipe.train.gradient_accumulation_steps}")
-        run.model.train()
+        ctx.model.train()
         if self.stage == STAGE1:
-            run.model.encoder.eval()  # frozen: no dropout, fixed statistics
-        if run.cache is not None:  # rows whose every input is cached skip decoding (stage 2 needs the pixels for the encoder)
+            ctx.model.encoder.eval()  # frozen: no dropout, fixed statistics
+        if ctx.cache is not None:  # rows whose every input is cached skip decoding (stage 2 needs the pixels for the encoder)
             kinds = ("targets", "global_token") if self._cache_encoder else None
-            run.dataset.fully_cached = (lambda key: run.cache.has(key, kinds)) if kinds else None
-        run.manager.hook.genhancer_stage_start(stage=self._info(position[0], None, total))
+            ctx.dataset.fully_cached = (lambda key: ctx.cache.has(key, kinds)) if kinds else None
+        self.run_info = ctx.info()
+        ctx.notify("genhancer_stage_start", stage=self._info(position[0], None, total))
         start = time.perf_counter()
         cast = self.stage == STAGE1 and recipe.train.cast_frozen
-        with frozen_in_compute_dtype(run.model.encoder, acc.mixed_precision if cast else "no"):
+        with frozen_in_compute_dtype(ctx.model.encoder, acc.mixed_precision if cast else "no"):
             step = self._loop(model, optimizer, loader, trainable, total, batches_per_epoch, position, result)
         result.steps = step
         result.final_loss = result.losses[-1][1] if result.losses else None
         result.wall_time_s += time.perf_counter() - start
         self._finish(optimizer, result, position)
-        run.manager.hook.genhancer_stage_end(stage=self._info(step, result.final_loss, total))
+        ctx.notify("genhancer_stage_end", stage=self._info(step, result.final_loss, total))
         return result
 
     def _resume(self, optimizer: Any, result: StageResult, total: int) -> list[int]:
         """[step, epoch, batches done]: zeros, or the newest checkpoint's when resuming."""
-        checkpoints = list_checkpoints(self.checkpoints) if self.run.resume else []
+        checkpoints = list_checkpoints(self.checkpoints) if self.ctx.resume else []
         state = None
         while checkpoints and state is None:
             try:
-                state = load_checkpoint(checkpoints[-1], self.run.model, optimizer.optimizer)
+                state = load_checkpoint(checkpoints[-1], self.ctx.model, optimizer.optimizer)
             except UNREADABLE as exc:  # a torn newest checkpoint (killed mid-write): the one before it
-                self.run.log(f"warning: {checkpoints[-1]} is unreadable ({exc}); trying the checkpoint before it")
+                self.ctx.log(f"warning: {checkpoints[-1]} is unreadable ({exc}); trying the checkpoint before it")
                 checkpoints.pop()
         if state is None:
             return [0, 0, 0]
@@ -269,12 +278,12 @@ class StageTrainer:
         result.skipped_samples = state.get("skipped_samples", [])
         result.wall_time_s = state.get("wall_time_s", 0.0)
         result.resumed_from = str(checkpoints[-1])
-        self.run.log(f"{self.stage}: resuming from {checkpoints[-1]} (step {state['step']}/{total})")
+        self.ctx.log(f"{self.stage}: resuming from {checkpoints[-1]} (step {state['step']}/{total})")
         return [state["step"], state["epoch"], state["batches_done"]]
 
     def _loop(self, model: Any, optimizer: Any, loader: Any, trainable: list[torch.nn.Parameter], total: int,
               batches_per_epoch: int, position: list[int], result: StageResult) -> int:
-        run, acc, recipe = self.run, self.run.accelerator, self.run.recipe
+        ctx, acc, recipe = self.ctx, self.ctx.accelerator, self.ctx.recipe
         step, epoch, batches_done = position
         seed, stage_index = recipe.train.seed, STAGES.index(self.stage)
         rank, world = acc.process_index, acc.num_processes
@@ -294,8 +303,8 @@ class StageTrainer:
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step)
                     images = batch["pixel_values"].to(acc.device, non_blocking=True)
-                    if run.cache is not None:
-                        frozen = cached_inputs(run.cache, run.model, batch, images, self._cache_encoder, acc.autocast)
+                    if ctx.cache is not None:
+                        frozen = cached_inputs(ctx.cache, ctx.model, batch, images, self._cache_encoder, acc.autocast)
                         loss = model(images, **frozen)
                     else:
                         loss = model(images)
@@ -316,11 +325,11 @@ class StageTrainer:
                 now = time.perf_counter()
                 throughput = samples_per_step / max(now - last_time, 1e-9)
                 last_time = now
-                run.manager.hook.genhancer_step_end(step=StepInfo(
-                    self.stage, step, total, mean_loss, optimizer.param_groups[0]["lr"], throughput, rank, run.model.parts()))
+                ctx.notify("genhancer_step_end", step=StepInfo(
+                    self.stage, step, total, mean_loss, optimizer.param_groups[0]["lr"], throughput, self.run_info))
                 every = recipe.train.checkpoint_every
                 if every and step % every == 0 and step < total:
-                    result.skipped_samples += run.gather(skipped)
+                    result.skipped_samples += ctx.gather(skipped)
                     skipped = []
                     elapsed = result.wall_time_s + time.perf_counter() - started
                     self._checkpoint(optimizer, [step, epoch, batches_done], result, elapsed)
@@ -331,49 +340,47 @@ class StageTrainer:
                     raise RunError(f"{self.stage}: epoch {epoch} gave no batch (every sample unreadable?); nothing to train on")
                 epoch, batches_done = epoch + 1, 0
         position[:] = [step, epoch, batches_done]
-        result.skipped_samples += run.gather(skipped)
+        result.skipped_samples += ctx.gather(skipped)
         if result.skipped_samples:
             unique = list(dict.fromkeys(result.skipped_samples))
-            run.log(f"{self.stage}: skipped {len(unique)} unreadable sample(s) ({len(result.skipped_samples)} times in all), "
+            ctx.log(f"{self.stage}: skipped {len(unique)} unreadable sample(s) ({len(result.skipped_samples)} times in all), "
                     f"first: {', '.join(unique[:5])}")
         return step
 
     @property
     def _cache_encoder(self) -> bool:
         """The encoder's output is frozen work only in stage 1, and cached only when no local token is read."""
-        return self.stage == STAGE1 and not self.run.model.conditioner.uses_local_tokens
+        return self.stage == STAGE1 and not self.ctx.model.conditioner.uses_local_tokens
 
     def _checkpoint(self, optimizer: Any, position: list[int], result: StageResult, wall_time_s: float) -> None:
-        if self.run.cache is not None:
-            self.run.cache.flush()
-        main = self.run.accelerator.is_main_process
-        if main or self.run.sharded:  # sharded tensors are gathered by every process; the first writes
+        if self.ctx.cache is not None:
+            self.ctx.cache.flush()
+        main = self.ctx.accelerator.is_main_process
+        if main or self.ctx.sharded:  # sharded tensors are gathered by every process; the first writes
             step, epoch, batches_done = position
             state = {"step": step, "epoch": epoch, "batches_done": batches_done, "losses": result.losses,
                      "skipped_samples": result.skipped_samples, "wall_time_s": wall_time_s}
-            save_checkpoint(self.checkpoints / f"checkpoint-{step}", self.run.model, optimizer.optimizer, state, write=main)
+            save_checkpoint(self.checkpoints / f"checkpoint-{step}", self.ctx.model, optimizer.optimizer, state, write=main)
         if main:
-            prune_checkpoints(self.checkpoints, self.run.recipe.train.keep_checkpoints)
-        self.run.accelerator.wait_for_everyone()
+            prune_checkpoints(self.checkpoints, self.ctx.recipe.train.keep_checkpoints)
+        self.ctx.accelerator.wait_for_everyone()
 
     def _finish(self, optimizer: Any, result: StageResult, position: list[int]) -> None:
         """The last checkpoint, then ``final/``: trained tensors, state, and the denoiser in its own layout."""
         self._checkpoint(optimizer, position, result, result.wall_time_s)
-        weights = stage_state(self.run.model) if (self.run.accelerator.is_main_process or self.run.sharded) else None
-        if self.run.accelerator.is_main_process:
+        weights = stage_state(self.ctx.model) if (self.ctx.accelerator.is_main_process or self.ctx.sharded) else None
+        if self.ctx.accelerator.is_main_process:
             self.final_dir.mkdir(parents=True, exist_ok=True)
             save_tensors(weights, self.final_dir / WEIGHTS_FILE)
-            if not self.run.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
-                self.run.model.denoiser.save_pretrained(self.final_dir / "denoiser")
+            if not self.ctx.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
+                self.ctx.model.denoiser.save_pretrained(self.final_dir / "denoiser")
                 respect_umask(self.final_dir / "denoiser")
             write_json(self.final_dir / STATE_FILE, {"step": result.steps, "epochs": self.settings.epochs, "final_loss": result.final_loss,
                                                      "losses": result.losses, "wall_time_s": result.wall_time_s,
                                                      "skipped_samples": result.skipped_samples})
-        self.run.accelerator.wait_for_everyone()
+        self.ctx.accelerator.wait_for_everyone()
         loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
-        self.run.log(f"{self.stage}: done, final loss {loss}, {result.wall_time_s:.1f} s -> {self.final_dir}")
+        self.ctx.log(f"{self.stage}: done, final loss {loss}, {result.wall_time_s:.1f} s -> {self.final_dir}")
 
     def _info(self, steps: int, final_loss: float | None, total: int) -> StageInfo:
-        acc = self.run.accelerator
-        return StageInfo(self.stage, steps, final_loss, self.directory, self.run.model.parts(), acc.process_index,
-                         acc.num_processes, total)
+        return StageInfo(self.stage, steps, final_loss, self.directory, self.run_info, total)

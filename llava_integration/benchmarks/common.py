@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from genhancer_plugins.interfaces import MultipleChoiceModel
+from genhancer_plugins import MultipleChoiceModel
 
 
 @dataclass(frozen=True)

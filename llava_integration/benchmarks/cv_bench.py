@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
-from genhancer_plugins.interfaces import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator
+from genhancer_plugins import MultipleChoiceModel
 
 from .common import Item, accuracy, ask_all, read_jsonl
 from .params import CVBenchParams

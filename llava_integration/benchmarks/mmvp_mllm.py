@@ -6,8 +6,8 @@ import csv
 import re
 from pathlib import Path
 
-from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
-from genhancer_plugins.interfaces import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator
+from genhancer_plugins import MultipleChoiceModel
 
 from .common import Item, ask_all, accuracy, pair_accuracy
 from .params import MMVPMLLMParams

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
-from genhancer_plugins.interfaces import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator
+from genhancer_plugins import MultipleChoiceModel
 
 from .common import Item, ask_all, accuracy
 from .params import NaturalBenchParams

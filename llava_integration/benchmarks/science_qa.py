@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
-from genhancer_plugins.interfaces import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator
+from genhancer_plugins import MultipleChoiceModel
 
 from .common import Item, ask_all, accuracy, read_json
 from .params import ScienceQAParams

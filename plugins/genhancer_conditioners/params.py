@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from genhancer_plugins.registry.components import Params
+from genhancer_plugins import Params
 
 
 class ClsParams(Params):

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from genhancer_plugins.util.images import to_tensor  # noqa: F401  (re-exported for the datasets)
+from genhancer_plugins import to_tensor  # noqa: F401  (re-exported for the datasets)
 
 
 CROP_RATIO = (3 / 4, 4 / 3)

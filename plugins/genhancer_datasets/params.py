@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt, model_validator
 
-from genhancer_plugins.registry.components import Params
+from genhancer_plugins import Params
 
 
 class SyntheticParams(Params):

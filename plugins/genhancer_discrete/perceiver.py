@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
+from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec
 
 from .params import PerceiverParams
 
@@ -98,7 +98,7 @@ class PerceiverDenoiser(Denoiser):
     @torch.no_grad()
     def save_pretrained(self, directory: Path) -> None:
         """``config.json`` (parameters and target) + ``model.safetensors``; :meth:`from_pretrained` reads it."""
-        from genhancer_plugins.util.files import save_tensors
+        from genhancer_plugins import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins.registry.components import OfflineUnknown, construction_device
-from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
+from genhancer_plugins import OfflineUnknown, construction_device
+from genhancer_plugins import TargetSpec, ImageTokenizer
 
 from .params import VQParams
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genhancer_plugins.registry.components import Params
+from genhancer_plugins import Params
 
 
 class VAEParams(Params):

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genhancer_plugins.registry.components import construction_device
-from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
+from genhancer_plugins import construction_device
+from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec
 
 from .params import RectifiedFlowParams, TimestepSampling
 

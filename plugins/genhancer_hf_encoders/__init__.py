@@ -1,4 +1,5 @@
-"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP) and ``siglip``."""
+"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP) and ``siglip``; they load as image-text
+models for the evaluators and as vision towers for downstream models (LLaVA)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,10 @@ def genhancer_load_image_text_model(source: str, text_from: str | None, device: 
     from .image_text import load_image_text_model
 
     return load_image_text_model(source, text_from, device)
+
+
+@hookimpl
+def genhancer_load_vision_tower(source: str) -> Any:
+    from .image_text import load_vision_tower
+
+    return load_vision_tower(source)

@@ -15,7 +15,7 @@ class Family:
     full_config: str
     vision_config: str
     image_processor: str
-    has_class_token: bool  #: CLIP prepends a CLS token to the patch tokens; SigLIP does not
+    has_class_token: bool  #: CLIP prepends a CLS token to the patch tokens (LLaVA drops it); SigLIP does not
     resize: str  #: "shortest_edge" (resize, then centre crop: CLIP) or "square" (resize to the square: SigLIP)
     projected_vision_model: str | None  #: the vision-only class with a projection head, if the family has one
     text_padding: str  #: how the text tower was trained: "longest" (CLIP) or "max_length" (SigLIP, 64 tokens)
@@ -25,11 +25,6 @@ class Family:
         if self.resize == "shortest_edge":
             return {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
         return {"size": {"height": image_size, "width": image_size}}
-
-    def llava_features(self) -> tuple[str, int]:
-        """LLaVA's ``vision_feature_select_strategy`` and its ``num_additional_image_tokens``:
-        a leading class token is dropped ("default"); a tower without one keeps every token ("full")."""
-        return ("default", 1) if self.has_class_token else ("full", 0)
 
 
 FAMILIES = {

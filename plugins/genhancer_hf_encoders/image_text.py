@@ -95,3 +95,20 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     if hasattr(vision, "visual_projection") and hasattr(model, "visual_projection"):
         model.visual_projection.load_state_dict(vision.visual_projection.state_dict())
     return HFImageTextModel(model, processor, load_tokenizer(text_source), str(source), device)
+
+
+def load_vision_tower(source: str) -> Any:
+    """A CLIP/SigLIP export (or checkpoint) as a downstream model's vision tower: the plain vision
+    model LLaVA holds (``CLIPVisionModel`` / ``SiglipVisionModel``) and its PIL image processor;
+    None if ``source`` is neither family."""
+    from transformers import AutoConfig
+
+    from genhancer_plugins import VisionTower
+
+    try:
+        family = family_for(AutoConfig.from_pretrained(source))
+    except ValueError:
+        return None  # another plugin may load it
+    quiet_loading()
+    model = transformers_class(family.vision_models[-1]).from_pretrained(source)
+    return VisionTower(model, load_image_processor(str(source)), has_class_token=family.has_class_token, family=family.name)

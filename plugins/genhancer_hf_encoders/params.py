@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from genhancer_plugins.registry.components import Params
+from genhancer_plugins import Params
 
 
 class HFEncoderParams(Params):

@@ -44,7 +44,7 @@ def load_tokenizer(source: str, **kwargs: Any) -> Any:
     """``AutoTokenizer.from_pretrained``; a missing tokenizer library is one clear error, not an ImportError."""
     from transformers import AutoTokenizer
 
-    from genhancer_plugins.util.errors import RunError
+    from genhancer_plugins import RunError
 
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)

@@ -14,11 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins.training.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-from genhancer_plugins.registry.components import Pretrainer
-from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.util.images import to_tensor
-from genhancer_plugins.interfaces import TargetSpec, ImageTokenizer
+from genhancer_plugins import (ImageTokenizer, Pretrainer, RunError, TargetSpec, checkpoint_complete, load_checkpoint, save_checkpoint,
+                               to_tensor)
 
 from .params import PaletteParams, PixelParams, ShapesClassifierParams, ShapesDataParams
 from .world import ATTRIBUTES, render, scene_at
@@ -66,7 +63,7 @@ class ShapesClassifier(Pretrainer):
 
     def _train(self, target: Path, log: Callable[[str], None]) -> None:
         from safetensors.torch import save_file
-        from genhancer_hf_encoders.processors import new_image_processor
+        import transformers
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         p = self.params
@@ -76,7 +73,9 @@ class ShapesClassifier(Pretrainer):
             torch.manual_seed(p.seed)
             model = CLIPVisionModel(CLIPVisionConfig(**_vision_config(p)))
             head = nn.Linear(p.hidden_size, len(ATTRIBUTES["shape"]))
-        processor = new_image_processor("CLIPImageProcessor", size={"shortest_edge": p.image_size}, crop_size={"height": p.image_size, "width": p.image_size})
+        # the PIL implementation where transformers has one by name (5.x); what the encoder loads it with anyway
+        processor_class = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+        processor = processor_class(size={"shortest_edge": p.image_size}, crop_size={"height": p.image_size, "width": p.image_size})
         mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
         both = nn.ModuleDict({"model": model, "head": head})
@@ -85,7 +84,7 @@ class ShapesClassifier(Pretrainer):
         warmup = max(1, p.steps // 20)
         accuracy, first = 0.0, 0
         partial = target.with_name(target.name + ".partial")
-        if (partial / STATE_FILE).is_file():  # killed earlier: continue where its last checkpoint stopped
+        if checkpoint_complete(partial):  # killed earlier: continue where its last checkpoint stopped
             state = load_checkpoint(partial, both, optimizer)
             first, accuracy = state["step"], state["accuracy"]
             generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))

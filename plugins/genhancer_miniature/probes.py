@@ -18,8 +18,8 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from genhancer_plugins.evaluation.runner import EvalResult, Evaluator
-from genhancer_plugins.interfaces import ImageTextModel
+from genhancer_plugins import EvalResult, Evaluator
+from genhancer_plugins import ImageTextModel
 
 from .params import ProbeParams
 from .world import ATTRIBUTES, FINE, pairs, render, scene_at

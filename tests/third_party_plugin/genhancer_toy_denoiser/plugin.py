@@ -9,7 +9,7 @@ from pydantic import PositiveInt
 from torch import nn
 
 from genhancer_plugins import ComponentSpec, Params, construction_device, hookimpl
-from genhancer_plugins.interfaces import Condition, ConditionSpec, Denoiser, TargetSpec
+from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec
 
 
 class ToyParams(Params):

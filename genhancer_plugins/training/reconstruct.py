@@ -9,7 +9,7 @@ input | reconstruction, one row per image.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,19 +22,21 @@ from genhancer_plugins.util.images import to_tensor
 
 
 @torch.no_grad()
-def reconstruct(model: nn.Module, images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
-    """Images [B,3,H,W] in [0,1] -> reconstructions in [0,1] (same size). Modes are restored after."""
-    modes = {name: module.training for name, module in model.named_modules()}
-    model.eval()
+def reconstruct(modules: Mapping[str, nn.Module], images: torch.Tensor, steps: int = 20, seed: int = 0) -> torch.Tensor:
+    """Images [B,3,H,W] in [0,1] -> reconstructions in [0,1] (same size), through ``modules``
+    (encoder, conditioner, denoiser, tokenizer: a hook payload's ``run.modules``). Modes are restored after."""
+    every = [(m, m.training) for part in modules.values() for m in part.modules()]
+    for part in modules.values():
+        part.eval()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            condition = model.conditioner(model.encoder(images))
-            targets = model.denoiser.sample(condition, steps=steps)
-            decoded = model.tokenizer.decode(targets)
+            condition = modules["conditioner"](modules["encoder"](images))
+            targets = modules["denoiser"].sample(condition, steps=steps)
+            decoded = modules["tokenizer"].decode(targets)
     finally:
-        for name, module in model.named_modules():
-            module.training = modes[name]
+        for module, mode in every:
+            module.training = mode
     if decoded.shape[-2:] != images.shape[-2:]:
         decoded = torch.nn.functional.interpolate(decoded, size=images.shape[-2:], mode="bilinear", align_corners=False)
     return decoded.clamp(0, 1)
