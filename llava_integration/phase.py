@@ -99,7 +99,8 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
         scorer = LikelihoodScorer(model, processor, name=f"llava-{label}")
         for evaluator in evaluators:
             folder = output_dir / "llava" / "eval" / evaluator.name
-            result = evaluate_or_resume(evaluator, lambda: scorer, label, folder, resume, lambda m: log(f"llava ({label} tower): {m}"))
+            result = evaluate_or_resume(evaluator, lambda scorer=scorer: scorer, label, folder, resume,
+                                        lambda m, label=label: log(f"llava ({label} tower): {m}"))
             results.setdefault(evaluator.name, {})[label] = result
     for name, by_tower in results.items():
         folder = output_dir / "llava" / "eval" / name

@@ -71,7 +71,7 @@ class Fingerprint:
     @hookimpl
     def genhancer_stage_end(self, stage):
         digest = hashlib.sha256()
-        for name, module in sorted(stage.modules.items()):
+        for _name, module in sorted(stage.modules.items()):
             for key, tensor in sorted(module.state_dict().items()):
                 digest.update(key.encode())
                 digest.update(full(tensor.detach()).to(torch.float32).contiguous().numpy().tobytes())

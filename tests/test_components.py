@@ -138,11 +138,19 @@ def test_stage2_full_fine_tuning_trains_the_vision_tower_without_lora(tmp_path):
     configure_trainable(run.model, "stage2", run.recipe, run.accelerator.device)
     names = _trainable(run)
     assert not has_lora(run.model.encoder)
-    assert {f"encoder.{n}" for n, p in run.model.encoder.named_parameters() if p.requires_grad} == {
-        n for n in names if n.startswith("encoder.")
-    }
+    # exactly the encoder's vision parameters train (by identity: the text tower and the logit scale stay frozen)
+    trained = {id(p) for p in run.model.encoder.parameters() if p.requires_grad}
+    assert trained == {id(p) for p in run.model.encoder.vision_parameters()}
+    assert len(trained) < sum(1 for _ in run.model.encoder.parameters())
     assert not any("text_model" in n for n in names)
     assert any(n.startswith("encoder.model.vision_model.encoder.layers.0") for n in names)
+
+
+@pytest.mark.parametrize("warmup,expected", [(0, [1.0, 1.0, 1.0, 1.0]), (3, [0.25, 0.5, 0.75, 1.0, 1.0])])
+def test_the_learning_rate_is_constant_or_warms_up_linearly(warmup, expected):
+    from genhancer_plugins.training.stage import learning_rate
+
+    assert [learning_rate(1.0, warmup, step) for step in range(len(expected))] == pytest.approx(expected)
 
 
 def test_tokenizer_is_frozen_and_stays_in_eval_mode(tmp_path):

@@ -77,13 +77,13 @@ def test_webdataset_start_up_errors_name_the_problem(tmp_path):
 def test_shards_split_disjointly_across_processes_and_workers(tmp_path):
     pattern = write_shards(tmp_path / "shards", shards=8, per_shard=2, corrupt=())
     data = WebDataset(WebDatasetParams(shards=pattern), 16)
-    slots = [data._my_shards(rank, 2, worker, 2)[0] for rank in range(2) for worker in range(2)]
+    slots = [data.slot_shards(rank, 2, worker, 2)[0] for rank in range(2) for worker in range(2)]
     flat = [s for slot in slots for s in slot]
     assert len(flat) == 8 and set(flat) == set(data.shards)
     data.set_epoch(1)
-    assert [data._my_shards(r, 2, w, 2)[0] for r in range(2) for w in range(2)] != slots  # reshuffled per epoch
+    assert [data.slot_shards(r, 2, w, 2)[0] for r in range(2) for w in range(2)] != slots  # reshuffled per epoch
     few = WebDataset(WebDatasetParams(shards=write_shards(tmp_path / "few", shards=1, per_shard=8, corrupt=())), 16)
-    assert few._my_shards(1, 2, 0, 1) == (few.shards, 2, 1)  # fewer shards than slots: every n-th sample
+    assert few.slot_shards(1, 2, 0, 1) == (few.shards, 2, 1)  # fewer shards than slots: every n-th sample
 
 
 def test_image_folder_recursive_list_files_and_errors(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genhancer_plugins import hookimpl, load_plugins
-from genhancer_plugins.testing import TINY_RECIPE, run_recipe, tiny_recipe
+from genhancer_plugins.testing import run_recipe, tiny_recipe
 from helpers import TINY, write_recipe
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 2, "learning_rate": 1e-3}, "preview": {"images": 0}}
@@ -163,9 +163,9 @@ def _clash_distribution(site: Path) -> Path:
     (info / "entry_points.txt").write_text("[genhancer]\nclash = clash_module\n")
     (site / "clash_module.py").write_text(
         "from genhancer_plugins import ComponentSpec, hookimpl\n"
-        "from genhancer_flux import genhancer_components as builtin\n"
+        "import genhancer_flux\n"
         "@hookimpl\ndef genhancer_components():\n"
-        "    return [s for s in builtin() if s.name == 'rectified_flow']\n")
+        "    return [s for s in genhancer_flux.genhancer_components() if s.name == 'rectified_flow']\n")
     return site
 
 
@@ -184,7 +184,8 @@ def test_a_name_two_distributions_register_is_an_error_naming_both_until_a_recip
     for choice, provider in (("genhancer", "genhancer 0.1.0"), ("clash_dist", "clash_dist 1.0")):
         plan = genhancer("validate", str(recipe), "--set", f"denoiser.name={choice}:rectified_flow", "--json")
         assert plan.returncode == 0, plan.stderr
-        assert json.loads(plan.stdout)["components"]["denoiser"]["provided_by"] == provider
+        chosen = json.loads(plan.stdout)["components"]["denoiser"]
+        assert chosen["provided_by"] == provider and chosen["preset"] == "tiny"  # the section's preset stays with the same component
     listing = genhancer("plugins")
     assert "genhancer:rectified_flow" in listing.stdout and "clash_dist:rectified_flow" in listing.stdout
     assert "is registered by genhancer 0.1.0" in listing.stderr
@@ -254,7 +255,3 @@ def test_the_preview_callback_needs_nothing_but_the_hook_payload(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "stage1" / "reconstructions.png").size[1] > 2 * 32
-
-
-def test_the_kit_recipe_is_the_test_suites_tiny_recipe():
-    assert TINY == TINY_RECIPE

@@ -318,7 +318,7 @@ def test_pope_reader_and_f1_by_hand(tmp_path):
     (tmp_path / "img").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "img" / "x.jpg")
     labels = ["yes", "yes", "no", "no"]
-    lines = [json.dumps({"question_id": i, "image": "x.jpg", "text": f"Is there a thing {i}?", "label": l}) for i, l in enumerate(labels)]
+    lines = [json.dumps({"question_id": i, "image": "x.jpg", "text": f"Is there a thing {i}?", "label": label}) for i, label in enumerate(labels)]
     (tmp_path / "coco_pope_random.json").write_text("\n".join(lines) + "\n")
     evaluator = POPEEvaluator(POPEParams(root=str(tmp_path), image_folder=str(tmp_path / "img"), splits=["random"]))
     # predictions: yes, no, yes, no -> TP 1, FN 1, FP 1, TN 1

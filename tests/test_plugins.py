@@ -72,14 +72,40 @@ def test_a_broken_plugin_is_reported_and_everything_else_still_works(tmp_path):
     assert "denoiser.name: no denoiser named 'from_broken'" in result.stderr and "some plugins failed to load" in result.stderr
 
 
+EXAMPLE = ROOT / "examples" / "genhancer-toy-denoiser"
+
+
+def _install_example(site: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(EXAMPLE)],
+        check=True, capture_output=True, text=True,
+    )
+
+
+@pytest.mark.slow
+def test_the_example_plugin_passes_its_own_tests_written_with_the_kit_alone(tmp_path):
+    site = tmp_path / "site"
+    _install_example(site)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    # and those tests import nothing of genhancer but the public API and the kit
+    import ast
+
+    for path in [*EXAMPLE.rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genhancer_plugins"):
+                assert node.module in ("genhancer_plugins", "genhancer_plugins.testing"), (path, node.module)
+                if path.parent.name == "tests":
+                    assert node.module == "genhancer_plugins.testing", path
+
+
 @pytest.mark.slow
 def test_third_party_package_registers_a_denoiser_a_phase_and_a_command(tmp_path):
     site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(ROOT / "tests" / "third_party_plugin")],
-        check=True, capture_output=True, text=True,
-    )
+    _install_example(site)
     listing = json.loads(genhancer("plugins", "--json", extra_path=site).stdout)
     toy = [c for c in listing["components"] if c["name"] == "toy_mlp"]
     assert toy and toy[0]["kind"] == "denoiser"

@@ -46,7 +46,7 @@ def plot_losses(runs: dict[str, dict[str, Any]], path: Path) -> Path | None:
         for label, run in runs.items():
             losses = run.get("stages", {}).get(stage, {}).get("losses", [])
             if losses:
-                ax.plot([s for s, _ in losses], [l for _, l in losses], label=label)
+                ax.plot([s for s, _ in losses], [loss for _, loss in losses], label=label)
         ax.set_title(f"{stage} loss")
         ax.set_xlabel("step")
         ax.legend(fontsize=8)

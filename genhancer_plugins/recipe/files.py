@@ -54,8 +54,14 @@ def _forget_component_settings(section: dict[str, Any], origins: dict[str, str],
                 del origins[stale]
 
 
+def same_component(a: Any, b: Any) -> bool:
+    """Whether two component names select the same component: ``genhancer:clip`` (a
+    distribution named, as a name clash needs) is ``clip``."""
+    return str(a).rpartition(":")[2] == str(b).rpartition(":")[2]
+
+
 def _merge(base: dict[str, Any], child: Mapping[str, Any], origins: dict[str, str], source: str, prefix: str = "") -> None:
-    if "name" in child and "name" in base and child["name"] != base["name"]:
+    if "name" in child and "name" in base and not same_component(child["name"], base["name"]):
         _forget_component_settings(base, origins, prefix.rstrip("."))
     for key, value in child.items():
         path = f"{prefix}{key}"
@@ -130,7 +136,7 @@ def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str
             raise RecipeError(f"--set {'.'.join(keys)}: no list item {last} (the list has {len(node)})")
         node[int(last)] = value
     else:
-        if last == "name" and len(keys) > 1 and node.get("name", value) != value:
+        if last == "name" and len(keys) > 1 and not same_component(node.get("name", value), value):
             _forget_component_settings(node, origins, ".".join(keys[:-1]))
         node[last] = value
     _mark(origins, ".".join(keys), value, "--set")

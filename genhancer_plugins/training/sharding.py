@@ -47,7 +47,7 @@ def shard_trainable_parts(parts: dict[str, nn.Module]) -> list[str]:
         scalars = {p for p in part.parameters() if p.dim() == 0}  # FSDP2 cannot shard them (CLIP's logit_scale)
         if any(p.requires_grad for p in scalars):
             raise RuntimeError(f"{name}: a trained scalar parameter cannot be sharded; train it without train.sharding")
-        _shard_blocks(part, lambda block: fully_shard(block, ignored_params=scalars))
+        _shard_blocks(part, lambda block, scalars=scalars: fully_shard(block, ignored_params=scalars))
         fully_shard(part, ignored_params=scalars)
         for method in ENTRY_METHODS:  # a denoiser is run through loss/sample, not forward: gather its weights there too
             if callable(getattr(part, method, None)):

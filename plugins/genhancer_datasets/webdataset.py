@@ -78,9 +78,10 @@ class WebDataset(torch.utils.data.IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _my_shards(self, rank: int, world: int, worker: int, workers: int) -> tuple[list[str], int, int]:
-        """Shards for this process and worker; with too few shards, every slot
-        reads them all and keeps every n-th sample instead."""
+    def slot_shards(self, rank: int, world: int, worker: int, workers: int) -> tuple[list[str], int, int]:
+        """(shards, stride, offset) that process ``rank`` of ``world``, loader worker ``worker`` of
+        ``workers``, reads this epoch: a disjoint share of the shuffled shards; with fewer shards
+        than slots, every slot reads them all and keeps every ``stride``-th sample from ``offset``."""
         order = list(self.shards)
         random.Random(f"{self.seed}-{self.epoch}").shuffle(order)
         slots, slot = world * workers, rank * workers + worker
@@ -101,7 +102,7 @@ class WebDataset(torch.utils.data.IterableDataset):
         rank, world = _rank()
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        shards, stride, offset = self._my_shards(rank, world, worker, workers)
+        shards, stride, offset = self.slot_shards(rank, world, worker, workers)
         rng = random.Random(f"{self.seed}-{self.epoch}-{rank}-{worker}")
         skipped: list[str] = []
         buffer: list[dict[str, Any]] = []

@@ -10,25 +10,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins import ComponentSpec, Params, hookimpl
+from genhancer_plugins import ComponentSpec, DownstreamPhase, Params, PhaseContext, RunError, hookimpl, write_json
 
 
 class ToyReportParams(Params):
     title: str = "toy report"
 
 
-class ToyReportPhase:
+class ToyReportPhase(DownstreamPhase):
     def __init__(self, params: ToyReportParams):
         self.params = params
 
     def plan(self) -> dict[str, Any]:
         return {"title": self.params.title, "reads": "the export's model.safetensors"}
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: PhaseContext) -> dict[str, Any]:
         from safetensors import safe_open
 
         if context.enhanced_encoder is None:
-            raise ValueError("toy_report needs an exported encoder")
+            raise RunError("toy_report needs an exported encoder (stage2 and export enabled)")
         with safe_open(str(Path(context.enhanced_encoder) / "model.safetensors"), "pt") as f:
             tensors = len(list(f.keys()))
         report = {"title": self.params.title, "encoder": str(context.enhanced_encoder), "tensors": tensors,
@@ -36,7 +36,7 @@ class ToyReportPhase:
         if context.is_main_process:
             folder = context.output_dir / "toy_report"
             folder.mkdir(exist_ok=True)
-            (folder / "report.json").write_text(json.dumps(report))
+            write_json(folder / "report.json", report)  # atomic, like every JSON the engine writes
         context.log(f"toy_report: {tensors} tensors in the export")
         return report
 

@@ -1,38 +1,32 @@
-"""Registers denoiser ``toy_mlp``: rectified flow with an MLP on flattened latents,
-conditioned on the pooled vector only (no condition tokens)."""
+"""The toy denoiser: rectified flow with an MLP on flattened latents, conditioned on the
+pooled vector only (no condition tokens)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import PositiveInt
 from torch import nn
 
-from genhancer_plugins import ComponentSpec, Params, construction_device, hookimpl
 from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec
 
 
-class ToyParams(Params):
-    hidden: PositiveInt = 64
-    cond_dim: PositiveInt = 16
-
-
 class ToyMLPDenoiser(Denoiser):
-    def __init__(self, params: ToyParams, target: TargetSpec):
+    def __init__(self, hidden: int, cond_dim: int, target: TargetSpec):
         super().__init__()
         if target.kind != "continuous":
-            raise ValueError("toy_mlp needs continuous targets")
-        self.shape = target.shape
+            raise ValueError("toy_mlp needs continuous targets (a VAE tokenizer), not code indices")
+        self.shape = tuple(target.shape)
         size = 1
         for d in target.shape:
             size *= d
-        self.condition_spec = ConditionSpec(pooled_dim=params.cond_dim, token_dim=None)
-        self.net = nn.Sequential(nn.Linear(size + params.cond_dim + 1, params.hidden), nn.SiLU(), nn.Linear(params.hidden, size))
+        self.condition_spec = ConditionSpec(pooled_dim=cond_dim, token_dim=None)
+        self.net = nn.Sequential(nn.Linear(size + cond_dim + 1, hidden), nn.SiLU(), nn.Linear(hidden, size))
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, condition: Condition) -> torch.Tensor:
         return self.net(torch.cat([x, condition.pooled, t[:, None]], dim=1))
 
     def loss(self, targets: torch.Tensor, condition: Condition) -> torch.Tensor:
+        # every draw from torch's global generator: the engine seeds it per step, so resume is exact
         x1 = targets.flatten(1)
         x0 = torch.randn_like(x1)
         t = torch.rand(x1.shape[0], device=x1.device)
@@ -46,14 +40,3 @@ class ToyMLPDenoiser(Denoiser):
             t = torch.full((x.shape[0],), 1 - i / steps, device=x.device)
             x = x - self.velocity(x, t, condition) / steps
         return x.view(-1, *self.shape)
-
-
-def build(params: ToyParams, target: TargetSpec, meta: bool = False) -> ToyMLPDenoiser:
-    with construction_device(meta):
-        return ToyMLPDenoiser(params, target)
-
-
-@hookimpl
-def genhancer_components():
-    return [ComponentSpec(kind="denoiser", name="toy_mlp", factory=build, params=ToyParams,
-                          presets={"small": {"hidden": 32}}, description="MLP rectified flow on flattened latents")]
