@@ -19,16 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny recipe helpers
 
 #: A size where the denoiser is not trivially small on a CPU: 64 px images, a 4-layer
 #: 256-wide CLIP, a FLUX-shaped VAE at a quarter of FLUX's widths (32-64-128-128, two
@@ -81,7 +77,7 @@ class StepClock:
 
 
 def engine(recipe: dict[str, Any], overrides: list[str], steps: int) -> dict[str, float]:
-    from helpers import run_recipe, write_recipe
+    from genhancer_plugins.testing import run_recipe, write_recipe
 
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +92,7 @@ def reference(recipe: dict[str, Any], steps: int) -> dict[str, float]:
     from accelerate.utils import set_seed
     from peft import LoraConfig, inject_adapter_in_model
 
-    from helpers import write_recipe
+    from genhancer_plugins.testing import write_recipe
     from genhancer_plugins.recipe.build import build_models, resolve_components
     from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.training.model import collate

@@ -41,18 +41,18 @@ class RunInfo:
         return self.process_index == 0
 
 
-@dataclass
-class StageInfo:
-    stage: str
-    steps: int  #: at stage start: the step training starts from; at stage end: steps done
-    final_loss: float | None
-    directory: Path
+class _OfARun:
+    """What every payload reads through its ``run``."""
+
     run: RunInfo
-    total_steps: int = 0
 
     @property
     def modules(self) -> Mapping[str, nn.Module]:
         return self.run.modules
+
+    @property
+    def recipe(self) -> Any:
+        return self.run.recipe
 
     @property
     def process_index(self) -> int:
@@ -64,7 +64,17 @@ class StageInfo:
 
 
 @dataclass
-class StepInfo:
+class StageInfo(_OfARun):
+    stage: str
+    steps: int  #: at stage start: the step training starts from; at stage end: steps done
+    final_loss: float | None
+    directory: Path
+    run: RunInfo
+    total_steps: int = 0
+
+
+@dataclass
+class StepInfo(_OfARun):
     stage: str
     step: int  #: optimisation steps done in this stage (1-based after the step)
     total_steps: int
@@ -73,26 +83,10 @@ class StepInfo:
     samples_per_second: float
     run: RunInfo
 
-    @property
-    def modules(self) -> Mapping[str, nn.Module]:
-        return self.run.modules
-
-    @property
-    def process_index(self) -> int:
-        return self.run.process_index
-
 
 @dataclass
-class ExportInfo:
+class ExportInfo(_OfARun):
     directory: Path | None  #: the export directory (None when nothing was written)
     run: RunInfo
     written: bool = True  #: False when the export was skipped
     reason: str = ""  #: why it was skipped
-
-    @property
-    def recipe(self) -> Any:
-        return self.run.recipe
-
-    @property
-    def process_index(self) -> int:
-        return self.run.process_index

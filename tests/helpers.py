@@ -32,3 +32,27 @@ def tiny_encoder_config(family: str = "clip", text: bool = True, projection_dim:
     elif family != "clip" or not text:
         config.pop("projection_dim", None)
     return config
+
+
+def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+    """An installed distribution ``name`` 1.0 in ``site`` (a folder to put on PYTHONPATH) whose
+    ``genhancer`` entry points (name -> module) point at ``modules`` (module -> source)."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[genhancer]\n" + "".join(f"{ep} = {module}\n" for ep, module in entry_points.items()))
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)
+    return site
+
+
+def genhancer(*args: Any, extra_path: Path | None = None, env_extra: dict[str, str] | None = None) -> Any:
+    """``genhancer ARGS`` in a subprocess (``extra_path`` first on PYTHONPATH); the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **(env_extra or {}))
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "genhancer_plugins.cli", *map(str, args)], capture_output=True, text=True, env=env)

@@ -3,7 +3,6 @@
 import ast
 import inspect
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, write_recipe
+from helpers import ROOT, TINY, fake_distribution, genhancer, write_recipe
 
 PACKAGES = [ROOT / "genhancer_plugins", ROOT / "llava_integration", *sorted((ROOT / "plugins").glob("genhancer_*")), ROOT / "tools"]
 
@@ -202,41 +201,30 @@ def test_the_engine_reads_no_plugin_specific_field(module):
     assert not [w for w in identifiers if re.search(r"\b(llava|clip|siglip|flux|perceiver)\b", w.lower())]
 
 
-def _genhancer(*args, env_extra=None, extra_path=None):
-    env = dict(os.environ, **(env_extra or {}))
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "genhancer_plugins.cli", *args], capture_output=True, text=True, env=env)
-
-
 def test_a_misspelled_hook_is_an_error_naming_the_plugin_and_the_hook(tmp_path):
-    info = tmp_path / "typo_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: typo_plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[genhancer]\ntypo = typo_module\n")
-    (tmp_path / "typo_module.py").write_text(
-        "from genhancer_plugins import hookimpl\n@hookimpl\ndef genhancer_step_ends(step):\n    pass\n")
-    result = _genhancer("plugins", extra_path=tmp_path)
+    fake_distribution(tmp_path, "typo_plugin", {"typo": "typo_module"}, {"typo_module": (
+        "from genhancer_plugins import hookimpl\n@hookimpl\ndef genhancer_step_ends(step):\n    pass\n")})
+    result = genhancer("plugins", extra_path=tmp_path)
     assert "plugin 'typo'" in result.stderr and "genhancer_step_ends, which is no genhancer hook" in result.stderr
-    listing = json.loads(_genhancer("plugins", "--json", extra_path=tmp_path).stdout)
+    listing = json.loads(genhancer("plugins", "--json", extra_path=tmp_path).stdout)
     assert [f["plugin"] for f in listing["failures"]] == ["typo"]
 
 
 @pytest.mark.needs_llava
 def test_one_plugin_can_be_disabled_by_flag_or_environment(tmp_path):
-    on = {c["name"] for c in json.loads(_genhancer("plugins", "--json").stdout)["components"]}
-    off = json.loads(_genhancer("--disable-plugin", "llava", "plugins", "--json").stdout)
-    by_env = json.loads(_genhancer("plugins", "--json", env_extra={"GENHANCER_DISABLE_PLUGINS": "llava"}).stdout)
+    on = {c["name"] for c in json.loads(genhancer("plugins", "--json").stdout)["components"]}
+    off = json.loads(genhancer("--disable-plugin", "llava", "plugins", "--json").stdout)
+    by_env = json.loads(genhancer("plugins", "--json", env_extra={"GENHANCER_DISABLE_PLUGINS": "llava"}).stdout)
     assert {"mmvp_mllm", "llava"} <= on
     for listing in (off, by_env):
         names = {c["name"] for c in listing["components"]}
         assert "mmvp_mllm" not in names and "llava" not in names and "clip" in names and listing["disabled"] == ["llava"]
     # a recipe with a llava section says which phases exist when the plugin is off
     recipe = write_recipe(tmp_path, {**TINY, "llava": {"language_model": "x"}})
-    result = _genhancer("--disable-plugin", "llava", "validate", str(recipe))
+    result = genhancer("--disable-plugin", "llava", "validate", str(recipe))
     assert result.returncode == 2 and "llava: unknown field" in result.stderr
-    assert "LLaVA-1.5 utilities" in _genhancer("--help").stdout  # the plugin's command...
-    assert "LLaVA-1.5 utilities" not in _genhancer("--disable-plugin", "llava", "--help").stdout  # ...leaves with it
+    assert "LLaVA-1.5 utilities" in genhancer("--help").stdout  # the plugin's command...
+    assert "LLaVA-1.5 utilities" not in genhancer("--disable-plugin", "llava", "--help").stdout  # ...leaves with it
 
 
 def _abstract_contracts():

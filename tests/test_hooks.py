@@ -3,16 +3,12 @@ hooks added by plugins, the loader order, and the engine's callbacks written aga
 nothing but the hook payloads."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from genhancer_plugins import hookimpl, load_plugins
 from genhancer_plugins.testing import run_recipe, tiny_recipe
-from helpers import TINY, write_recipe
+from helpers import TINY, fake_distribution, genhancer, write_recipe
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 2, "learning_rate": 1e-3}, "preview": {"images": 0}}
 LIFECYCLE = ("genhancer_run_start", "genhancer_stage_start", "genhancer_step_end", "genhancer_stage_end", "genhancer_export_end",
@@ -116,14 +112,9 @@ def test_a_plugin_raising_while_adding_commands_loses_only_its_commands(capsys):
 
 
 def test_genhancer_plugins_still_works_when_a_plugin_cannot_add_commands(tmp_path):
-    info = tmp_path / "cmd_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cmd_plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[genhancer]\ncmds = cmd_module\n")
-    (tmp_path / "cmd_module.py").write_text(
-        "from genhancer_plugins import hookimpl\n@hookimpl\ndef genhancer_add_commands(subparsers):\n    raise ValueError('no')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-m", "genhancer_plugins.cli", "plugins"], capture_output=True, text=True, env=env)
+    site = fake_distribution(tmp_path, "cmd_plugin", {"cmds": "cmd_module"}, {"cmd_module": (
+        "from genhancer_plugins import hookimpl\n@hookimpl\ndef genhancer_add_commands(subparsers):\n    raise ValueError('no')\n")})
+    result = genhancer("plugins", extra_path=site)
     assert result.returncode == 0 and "rectified_flow" in result.stdout
     assert "plugin 'cmds' (entry point 'cmd_module' from cmd_plugin 1.0) failed in add commands: ValueError: no" in result.stderr
 
@@ -156,42 +147,30 @@ def test_a_raising_model_loader_is_left_out_and_the_next_one_answers(tmp_path):
     assert len(manager.failures) == 1  # the broken plugin was left out after its first failure
 
 
-def _clash_distribution(site: Path) -> Path:
-    info = site / "clash_dist-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: clash_dist\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[genhancer]\nclash = clash_module\n")
-    (site / "clash_module.py").write_text(
-        "from genhancer_plugins import ComponentSpec, hookimpl\n"
-        "import genhancer_flux\n"
-        "@hookimpl\ndef genhancer_components():\n"
-        "    return [s for s in genhancer_flux.genhancer_components() if s.name == 'rectified_flow']\n")
-    return site
-
-
 def test_a_name_two_distributions_register_is_an_error_naming_both_until_a_recipe_chooses(tmp_path):
-    site = _clash_distribution(tmp_path / "site")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    site = fake_distribution(tmp_path / "site", "clash_dist", {"clash": "clash_module"}, {"clash_module": (
+        "import genhancer_flux\nfrom genhancer_plugins import hookimpl\n"
+        "@hookimpl\ndef genhancer_components():\n"
+        "    return [s for s in genhancer_flux.genhancer_components() if s.name == 'rectified_flow']\n")})
 
-    def genhancer(*args):
-        return subprocess.run([sys.executable, "-m", "genhancer_plugins.cli", *args], capture_output=True, text=True, env=env)
+    def run(*args):
+        return genhancer(*args, extra_path=site)
 
     recipe = write_recipe(tmp_path, TINY)
-    refused = genhancer("validate", str(recipe))
+    refused = run("validate", recipe)
     assert refused.returncode == 2
     assert "denoiser 'rectified_flow' is registered by genhancer 0.1.0 (plugin 'flux') and clash_dist 1.0 (plugin 'clash')" in refused.stderr
     assert "`name: genhancer:rectified_flow` or `name: clash_dist:rectified_flow`" in refused.stderr
     for choice, provider in (("genhancer", "genhancer 0.1.0"), ("clash_dist", "clash_dist 1.0")):
-        plan = genhancer("validate", str(recipe), "--set", f"denoiser.name={choice}:rectified_flow", "--json")
+        plan = run("validate", recipe, "--set", f"denoiser.name={choice}:rectified_flow", "--json")
         assert plan.returncode == 0, plan.stderr
         chosen = json.loads(plan.stdout)["components"]["denoiser"]
         assert chosen["provided_by"] == provider and chosen["preset"] == "tiny"  # the section's preset stays with the same component
-    listing = genhancer("plugins")
+    listing = run("plugins")
     assert "genhancer:rectified_flow" in listing.stdout and "clash_dist:rectified_flow" in listing.stdout
     assert "is registered by genhancer 0.1.0" in listing.stderr
     # a qualified name of a unique component works too
-    assert genhancer("validate", str(recipe), "--set", "encoder.name=genhancer:clip", "--set",
-                     "denoiser.name=genhancer:rectified_flow").returncode == 0
+    assert run("validate", recipe, "--set", "encoder.name=genhancer:clip", "--set", "denoiser.name=genhancer:rectified_flow").returncode == 0
 
 
 def test_plugins_can_add_hooks_of_their_own():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, write_recipe
+from helpers import ROOT, TINY, fake_distribution, write_recipe
 
 GENHANCER = [sys.executable, "-m", "genhancer_plugins.cli"]
 
@@ -36,19 +36,9 @@ def test_plugins_lists_every_builtin_with_its_distribution():
     assert "denoisers:" in text and "rectified_flow" in text and "genhancer 0.1.0" in text
 
 
-def _fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:
-    info = site / f"{name}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(entry_points)
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(source)
-
-
 def test_a_broken_plugin_is_reported_and_everything_else_still_works(tmp_path):
-    _fake_distribution(
-        tmp_path, "broken_plugins",
-        "[genhancer]\nexplodes = broken_on_import\nbad_register = broken_on_register\n",
+    fake_distribution(
+        tmp_path, "broken_plugins", {"explodes": "broken_on_import", "bad_register": "broken_on_register"},
         {
             "broken_on_import": "raise ImportError('needs libfoo 9')\n",
             "broken_on_register": (
