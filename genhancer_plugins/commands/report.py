@@ -13,21 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.recipe.files import flatten
 from genhancer_plugins.recipe.schema import STAGES
 from genhancer_plugins.util.tables import markdown_table
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): data}
-
-
 def recipe_differences(recipes: dict[str, dict[str, Any]]) -> list[tuple[str, list[Any]]]:
-    flat = {label: _flatten(r) for label, r in recipes.items()}
+    flat = {label: flatten(r) for label, r in recipes.items()}
     keys = sorted({k for f in flat.values() for k in f})
     return [(k, [f.get(k, "-") for f in flat.values()]) for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
 

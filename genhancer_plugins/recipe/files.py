@@ -142,6 +142,16 @@ def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str
     _mark(origins, ".".join(keys), value, "--set")
 
 
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"dotted.path": leaf}`` (an empty mapping is a leaf)."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
 def deep_update(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for key, value in override.items():

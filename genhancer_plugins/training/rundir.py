@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.recipe.files import flatten
 from genhancer_plugins.util.files import write_text
 
 LOCK_FILE = ".genhancer.lock"
@@ -85,15 +86,6 @@ class RunLock:
             self.held = False
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): data}
-
-
 def recipe_changes(saved_raw: dict[str, Any], new_raw: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(refused, allowed): the dotted paths where two recipes (resolved mappings) differ once
     defaults are filled in, split by :data:`SAFE_ON_RESUME`; phase sections may always change."""
@@ -101,8 +93,8 @@ def recipe_changes(saved_raw: dict[str, Any], new_raw: dict[str, Any]) -> tuple[
 
     saved, new = Recipe.model_validate(saved_raw), Recipe.model_validate(new_raw)
     phases = set(saved.phases()) | set(new.phases())
-    a = _flatten(saved.model_dump(mode="json", exclude=phases))
-    b = _flatten(new.model_dump(mode="json", exclude=phases))
+    a = flatten(saved.model_dump(mode="json", exclude=phases))
+    b = flatten(new.model_dump(mode="json", exclude=phases))
     refused, allowed = [], []
     for path in sorted(set(a) | set(b)):
         if a.get(path) == b.get(path):
