@@ -118,6 +118,24 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="machine-readable output")
     bench.set_defaults(handler=cmd_bench)
 
+    rehearse = sub.add_parser(
+        "rehearse", help="a dress rehearsal of every phase at the recipe's real widths, with random weights, on this machine",
+        description=("Run every phase the recipe would run (pretrain, stage 1 and 2 with a checkpoint, an interruption and a "
+                     "resume, the export and its reload check, every evaluator, every downstream phase) on the real component "
+                     "classes at the recipe's widths with random weights and small synthetic inputs in the layouts the phases "
+                     "read. Nothing is downloaded; nothing outside --output is written. Prints a table per phase and a forecast "
+                     "of the real job (FLOPs per step, GPU-hours, memory per GPU). Exit status 1 when a phase fails."))
+    add_recipe_args(rehearse)
+    rehearse.add_argument("--steps", type=int, default=1, help="steps per stage before the checkpoint (default 1)")
+    rehearse.add_argument("--depth", type=int, help="shorten every stack of repeated blocks to at most D (widths stay); default: full depth")
+    rehearse.add_argument("--batch-size", type=int, default=1, help="per-device batch of the rehearsal (default 1; the forecast uses the recipe's)")
+    rehearse.add_argument("--output", "-o", help="where the rehearsal writes (default: a new temporary directory, kept)")
+    rehearse.add_argument("--gpu", default="H100", help="the GPU the forecast is for (known: H200, H100, A100, L40S, A10G, L4)")
+    rehearse.add_argument("--gpus", type=int, default=8, help="GPUs of the real job (default 8, the paper's)")
+    rehearse.add_argument("--mfu", type=float, help="model FLOPs utilisation the forecast assumes (default 0.40, stated in the report)")
+    rehearse.add_argument("--json", action="store_true", help="machine-readable output")
+    rehearse.set_defaults(handler=cmd_rehearse)
+
     plugins = sub.add_parser("plugins", help="list registered components and where they come from",
                              description="List every component by kind and name, with the plugin and distribution providing it, "
                                          "and any plugin that failed to load.")
@@ -198,6 +216,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        device=args.device, peak_tflops=args.peak_tflops, log=log)
     print(json.dumps(result, indent=2) if args.json else render_bench(result))
     return 0
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from genhancer_plugins.commands.rehearse import DEFAULT_MFU, rehearse, render_rehearsal
+    from genhancer_plugins.util.errors import RecipeError
+
+    if args.steps < 1 or (args.depth is not None and args.depth < 1) or args.batch_size < 1 or args.gpus < 1:
+        raise RecipeError("--steps, --depth, --batch-size and --gpus take positive integers")
+    if args.mfu is not None and not 0 < args.mfu <= 1:
+        raise RecipeError(f"--mfu {args.mfu}: a share between 0 and 1, e.g. 0.4")
+    output = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="genhancer-rehearsal-"))
+    if output.is_dir() and any(output.iterdir()):
+        raise RecipeError(f"--output {output} is not empty; a rehearsal starts in an empty directory")
+    import contextlib
+
+    log = (lambda message: None) if args.json else (lambda message: print(f"[genhancer] {message}", flush=True))
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # --json: stdout holds the report alone
+        result = rehearse(args.recipe, args.overrides, args.manager, output, steps=args.steps, depth=args.depth, batch_size=args.batch_size,
+                          gpus=args.gpus, gpu=args.gpu, mfu=args.mfu if args.mfu is not None else DEFAULT_MFU, log=log)
+    print(json.dumps(result, indent=2) if args.json else render_rehearsal(result))
+    return 1 if result["failure"] else 0
 
 
 def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> Any:

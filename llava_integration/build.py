@@ -42,9 +42,10 @@ def build_llava(tower_dir: str | Path, settings: Any, plugins: Any) -> tuple[Any
         llm = AutoModelForCausalLM.from_pretrained(settings.language_model, torch_dtype=torch.float32)
     else:
         tokenizer = word_tokenizer(settings.tokenizer_corpus)
-        llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                           **settings.language_model_config))
+        config = dict(settings.language_model_config)
+        vocab = max(len(tokenizer), int(config.pop("vocab_size", 0)))  # a real model's vocabulary (a rehearsal's) or the twin's words
+        llm = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, pad_token_id=tokenizer.pad_token_id,
+                                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **config))
     if "<image>" not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     if tokenizer.pad_token is None:

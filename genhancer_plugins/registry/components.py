@@ -101,3 +101,11 @@ class ComponentSpec:
     scores: Literal["encoder", "mllm"] = "encoder"
     #: Optional offline check of validated params (data that is not there, say), shown by ``genhancer validate``.
     check: Callable[[Any], list[str]] | None = None
+    #: Dotted paths in the params of the stacks of repeated blocks (encoder layers, denoiser blocks):
+    #: ``genhancer rehearse --depth D`` shortens each to at most D, keeping every width.
+    depth_fields: tuple[str, ...] = ()
+    #: ``genhancer rehearse``: params for a rehearsal, reading a small synthetic copy in this component's
+    #: own layout written under a directory. dataset: ``rehearsal(params, directory, image_size) -> params``;
+    #: evaluator: ``rehearsal(params, directory) -> params``; phase: ``rehearsal(params, directory, depth)
+    #: -> (params, notes)`` (random weights at the real widths, stacks shortened to ``depth``).
+    rehearsal: Callable[..., Any] | None = None

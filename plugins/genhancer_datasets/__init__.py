@@ -42,6 +42,18 @@ def _build_webdataset(params: WebDatasetParams, image_size: int, seed: int = 0) 
     return WebDataset(params, image_size, seed)
 
 
+def _rehearse_image_folder(params: ImageFolderParams, directory: Path, image_size: int) -> ImageFolderParams:
+    from .samples import write_sample_images
+
+    return params.model_copy(update={"root": str(write_sample_images(directory / "images", image_size)), "list_file": None})
+
+
+def _rehearse_webdataset(params: WebDatasetParams, directory: Path, image_size: int) -> WebDatasetParams:
+    from .samples import write_sample_shards
+
+    return params.model_copy(update={"shards": write_sample_shards(directory / "shards", image_size), "num_samples": None})
+
+
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
     return [
@@ -50,6 +62,7 @@ def genhancer_components() -> list[ComponentSpec]:
             name="synthetic",
             factory=_build_synthetic,
             params=SyntheticParams,
+            rehearsal=lambda params, directory, image_size: params,  # drawn in memory: nothing to write
             description="procedurally drawn shapes at any resolution; deterministic, no download",
         ),
         ComponentSpec(
@@ -58,6 +71,7 @@ def genhancer_components() -> list[ComponentSpec]:
             factory=_build_image_folder,
             params=ImageFolderParams,
             check=_check_image_folder,
+            rehearsal=_rehearse_image_folder,
             description="every image under a directory (recursive) or in a JSONL/CSV list; random resized crop 0.9-1.0",
         ),
         ComponentSpec(
@@ -66,6 +80,7 @@ def genhancer_components() -> list[ComponentSpec]:
             factory=_build_webdataset,
             params=WebDatasetParams,
             check=_check_webdataset,
+            rehearsal=_rehearse_webdataset,
             description="img2dataset tar shards (CC3M's usual form); streaming, sharded per process and worker",
         ),
     ]

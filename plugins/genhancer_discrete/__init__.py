@@ -43,5 +43,6 @@ def genhancer_components() -> list[ComponentSpec]:
             presets=presets["perceiver"],
             default_preset="perceiver-6",
             description="Perceiver masked-token predictor; condition via cross-attention keys/values",
+            depth_fields=("num_layers",),
         ),
     ]

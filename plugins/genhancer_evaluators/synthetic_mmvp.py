@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -119,6 +120,39 @@ def write_synthetic_mmvp(root: Path, pairs_per_pattern: int = 3, seed: int = 0) 
         writer.writeheader()
         writer.writerows(rows)
     return root
+
+
+def _scenes(count: int, seed: int) -> list[tuple[str, Image.Image]]:
+    """``count`` drawn scenes (pattern name, image) from the MMVP patterns' drawings."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for index in range(count):
+        pattern, (draw_scene, statements) = list(SCENES.items())[index % len(SCENES)]
+        image = Image.new("RGB", (SIZE, SIZE), tuple(int(c) for c in rng.integers(200, 256, 3)))
+        draw_scene(ImageDraw.Draw(image), rng, index % 2)
+        out.append((statements[index % 2], image))
+    return out
+
+
+def write_sample_classes(root: Path, classes: int = 2, per_class: int = 2) -> Path:
+    """An ImageFolder (``root/<class>/*.jpg``) for the zero-shot evaluator's rehearsal."""
+    for index, (_, image) in enumerate(_scenes(classes * per_class, seed=1)):
+        folder = Path(root) / f"class{index % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{index}.jpg", quality=95)
+    return Path(root)
+
+
+def write_sample_pairs(root: Path, count: int = 4) -> Path:
+    """A retrieval JSONL (``{"image", "caption"}`` per line, paths relative to it) and its images."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, (caption, image) in enumerate(_scenes(count, seed=2)):
+        image.save(root / f"{index}.jpg", quality=95)
+        lines.append(json.dumps({"image": f"{index}.jpg", "caption": caption}))
+    (root / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "pairs.jsonl"
 
 
 def main() -> None:

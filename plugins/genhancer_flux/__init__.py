@@ -42,5 +42,6 @@ def genhancer_components() -> list[ComponentSpec]:
             presets=presets["rectified_flow"],
             default_preset="flux-n2",
             description="FLUX-style MM-DiT (n double + 2n single blocks), rectified-flow velocity loss",
+            depth_fields=("num_layers", "num_single_layers"),
         ),
     ]

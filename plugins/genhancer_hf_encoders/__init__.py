@@ -9,6 +9,10 @@ from typing import Any
 from genhancer_plugins import ComponentSpec, hookimpl, load_presets
 
 
+#: the transformer stacks a rehearsal may shorten (both towers)
+DEPTH = ("config.vision.num_hidden_layers", "config.text.num_hidden_layers")
+
+
 def _presets() -> dict[str, Any]:
     return load_presets(__name__)
 
@@ -33,6 +37,7 @@ def genhancer_components() -> list[ComponentSpec]:
             presets=presets["clip"],
             default_preset="openai-clip-vit-l14-224",
             description="OpenAI CLIP / MetaCLIP ViT; global token = visual_projection(pooler_output)",
+            depth_fields=DEPTH,
         ),
         ComponentSpec(
             kind="encoder",
@@ -42,6 +47,7 @@ def genhancer_components() -> list[ComponentSpec]:
             presets=presets["siglip"],
             default_preset="siglip-so400m-224",
             description="SigLIP ViT; global token = pooler_output of the attention-pool head",
+            depth_fields=DEPTH,
         ),
     ]
 

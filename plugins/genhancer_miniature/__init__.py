@@ -44,10 +44,18 @@ def _probe(params: ProbeParams) -> Any:
     return ShapesProbeEvaluator(params)
 
 
+def _in_memory(params: Any, directory: Any, image_size: int) -> Any:
+    return params  # drawn in memory: nothing to write
+
+
+def _small_probe(params: Any, directory: Any) -> Any:
+    return params.model_copy(update={"train_images": 64, "test_images": 32, "pairs": 8})  # drawn in memory; a few scenes
+
+
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
     return [
-        ComponentSpec(kind="dataset", name="shapes", factory=_dataset, params=ShapesDataParams,
+        ComponentSpec(kind="dataset", name="shapes", factory=_dataset, params=ShapesDataParams, rehearsal=_in_memory,
                       description="drawn shapes with a coarse label and fine attributes (colour, count, position, ...)"),
         ComponentSpec(kind="pretrainer", name="shapes_classifier", factory=_pretrainer, params=ShapesClassifierParams,
                       description="trains a tiny CLIP vision tower on the coarse label only (cached per machine)"),
@@ -55,6 +63,6 @@ def genhancer_components() -> list[ComponentSpec]:
                       description="continuous: pixels in [-1, 1], pixel-unshuffled into channels"),
         ComponentSpec(kind="tokenizer", name="palette", factory=_palette, params=PaletteParams,
                       description="discrete: pooled pixels quantised to a levels^3 colour palette"),
-        ComponentSpec(kind="evaluator", name="shapes_probe", factory=_probe, params=ProbeParams,
+        ComponentSpec(kind="evaluator", name="shapes_probe", factory=_probe, params=ProbeParams, rehearsal=_small_probe,
                       description="per-attribute linear probes, pair tests, coarse-label guards on the global token"),
     ]
