@@ -25,7 +25,8 @@ for recipe in "${RECIPES[@]}"; do
     echo "== rehearsing $recipe (depth $DEPTH) -> $OUT/$name"
     start=$(date +%s)
     "$PY" -m genhancer_plugins.cli rehearse "$recipe" --steps 1 --depth "$DEPTH" --json -o "$OUT/$name" > "$OUT/$name.json" 2> "$OUT/$name.err" || true
-    echo "   $(( $(date +%s) - start )) s, exit recorded in $OUT/$name.json"
+    echo "   $(( $(date +%s) - start )) s; report $OUT/$name.json"
+    rm -rf "${OUT:?}/$name"   # at real widths a rehearsal writes tens of GB (checkpoints hold the optimiser states)
     results+=("$OUT/$name.json")
 done
 "$PY" tools/rehearsal_page.py --depth "$DEPTH" --doc docs/rehearsal.md "${results[@]}"

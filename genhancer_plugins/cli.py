@@ -228,8 +228,11 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         raise RecipeError("--steps, --depth, --batch-size and --gpus take positive integers")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise RecipeError(f"--mfu {args.mfu}: a share between 0 and 1, e.g. 0.4")
+    first = int(os.environ.get("RANK", "0")) == 0  # under a launcher: the first process checks and reports
+    if not args.output and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RecipeError("under a launcher, name the rehearsal's directory with --output (every process writes there)")
     output = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="genhancer-rehearsal-"))
-    if output.is_dir() and any(output.iterdir()):
+    if first and output.is_dir() and any(output.iterdir()):
         raise RecipeError(f"--output {output} is not empty; a rehearsal starts in an empty directory")
     import contextlib
 
@@ -237,7 +240,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # --json: stdout holds the report alone
         result = rehearse(args.recipe, args.overrides, args.manager, output, steps=args.steps, depth=args.depth, batch_size=args.batch_size,
                           gpus=args.gpus, gpu=args.gpu, mfu=args.mfu if args.mfu is not None else DEFAULT_MFU, log=log)
-    print(json.dumps(result, indent=2) if args.json else render_rehearsal(result))
+    if first:
+        print(json.dumps(result, indent=2) if args.json else render_rehearsal(result))
     return 1 if result["failure"] else 0
 
 

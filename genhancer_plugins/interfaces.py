@@ -303,6 +303,12 @@ class DownstreamPhase(ABC):
         """What ``genhancer validate`` shows for this phase (plain JSON values)."""
         return {}
 
+    def forecast(self, gpus: int, encoder: EncoderSpec, encoder_parameters: int) -> list[dict[str, Any]]:
+        """For ``genhancer rehearse``: the real job's cost, one row per training phase, as
+        ``{"phase", "steps", "global_batch", "flops_per_step", "memory_per_gpu_gb", "parallelism", "note"}``
+        (``encoder``: the enhanced tower's shapes; ``memory_estimates`` gives the memory). Default: none."""
+        return []
+
 
 class Pretrainer:
     """A recipe phase that produces the encoder to enhance (``pretrain:``).

@@ -37,6 +37,11 @@ class LlavaPhase(DownstreamPhase):
             "eval": [ref.name for ref in s.eval],
         }
 
+    def forecast(self, gpus: int, encoder: Any, encoder_parameters: int) -> list[dict[str, Any]]:
+        from .rehearsal import forecast_rows
+
+        return forecast_rows(self.settings, gpus, encoder, encoder_parameters)
+
     def run(self, context: PhaseContext) -> dict[str, Any]:
         settings = self.settings
         towers = {}

@@ -78,8 +78,8 @@ def rehearsal_settings(settings: Any, directory: Path, depth: int | None) -> tup
             continue
         data, images = _write_phase_data(directory, phase)
         if section.deepspeed or settings.deepspeed:
-            notes.append(f"{phase}: DeepSpeed {section.deepspeed or settings.deepspeed} left out (it needs a GPU under accelerate); "
-                         "its memory is in the forecast")
+            notes.append(f"{phase}: DeepSpeed {section.deepspeed or settings.deepspeed} left out (accelerate runs it on GPUs only); "
+                         "the forecast gives its memory per GPU")
         update[phase] = {**section.model_dump(), "data": data, "image_folder": images, "batch_size": 1, "max_steps": 1,
                          "num_workers": 0, "deepspeed": None, "save_steps": 1}
     update["deepspeed"] = None
@@ -92,3 +92,59 @@ def rehearsal_settings(settings: Any, directory: Path, depth: int | None) -> tup
     notes.append(f"data: synthetic LLaVA JSON ({', '.join(p for p in ('pretrain', 'finetune') if getattr(settings, p))}), one step each; "
                  f"{len(evaluators)} benchmark(s) on synthetic copies")
     return type(settings).model_validate({**settings.model_dump(), **update}), notes
+
+
+#: Records in the LLaVA-1.5 data files the recipes name (LLaVA's published sets), for the forecast's step counts.
+KNOWN_DATASETS = {"blip_laion_cc_sbu_558k.json": 558_128, "llava_v1_5_mix665k.json": 665_298}
+#: Text tokens per sample the forecast assumes beside the image tokens (not measured: short captions in the
+#: projector pretraining, multi-turn instructions in the finetuning).
+ASSUMED_TEXT_TOKENS = {"pretrain": 64, "finetune": 512}
+
+
+def llama_parameters(config: dict[str, Any]) -> int:
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    kv = h * config.get("num_key_value_heads", config["num_attention_heads"]) // config["num_attention_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+    return layers * per_layer + 2 * config.get("vocab_size", 32000) * h + h
+
+
+def _records(path: str) -> int | None:
+    local = Path(path)
+    if local.is_file() and local.stat().st_size < 200 * 2**20:
+        return len(json.loads(local.read_text()))
+    return KNOWN_DATASETS.get(local.name)
+
+
+def forecast_rows(settings: Any, gpus: int, encoder: Any, encoder_parameters: int) -> list[dict[str, Any]]:
+    """Per LLaVA phase and tower: steps over the phase's data, training FLOPs per step (6 N T for the
+    trained LLM, 4 N T when only the projector trains, one more forward with gradient checkpointing;
+    the frozen tower's forward), and the per-GPU memory under the phase's DeepSpeed stage."""
+    import math
+
+    from genhancer_plugins import memory_estimates
+
+    config = language_model_config(settings)
+    llm = llama_parameters(config)
+    projector = encoder.local_dim * config["hidden_size"] + config["hidden_size"] ** 2
+    rows = []
+    for phase in ("pretrain", "finetune"):
+        section = getattr(settings, phase)
+        if section is None:
+            continue
+        tokens = encoder.num_local_tokens + ASSUMED_TEXT_TOKENS[phase]
+        per_sample = (6 if phase == "finetune" else 4) * llm * tokens + 2 * encoder_parameters * encoder.num_local_tokens
+        if settings.gradient_checkpointing:
+            per_sample += 2 * llm * tokens
+        global_batch = section.batch_size * gpus * section.gradient_accumulation_steps
+        records = _records(section.data)
+        steps = section.max_steps or (math.ceil(section.epochs * records / global_batch) if records else None)
+        stage = section.deepspeed or settings.deepspeed
+        trained = projector + (llm if phase == "finetune" else 0)
+        memory = memory_estimates(encoder_parameters + llm + projector, {phase: trained}, gpus)[phase]
+        key = "zero3" if stage == "zero3" else "zero2" if stage == "zero2" else "ddp"
+        for tower in settings.towers:
+            rows.append({"phase": f"llava {tower} {phase}", "steps": steps, "global_batch": global_batch,
+                         "flops_per_step": per_sample * global_batch, "memory_per_gpu_gb": memory[key],
+                         "parallelism": f"DeepSpeed {stage}" if stage else "ddp",
+                         "note": f"{records or 'unknown'} records, {tokens} tokens per sample ({ASSUMED_TEXT_TOKENS[phase]} text: assumed)"})
+    return rows

@@ -73,3 +73,19 @@ def test_fsdp_trains_checkpoints_resumes_and_exports_the_encoder_ddp_does(tmp_pa
         assert worst < 1e-4, (name, worst)  # the same encoder as DDP, up to the order of floating-point sums
     summary = json.loads((tmp_path / "fsdp" / "run.json").read_text())
     assert summary["completed"] and summary["export"]["max_abs_diff"] < 1e-4
+
+
+def test_a_rehearsal_runs_under_torchrun_with_fsdp(tmp_path):
+    """Two processes sharding the trained parts: the rehearsal's interruption and resume, the export, once."""
+    recipe = write_recipe(tmp_path, {**TINY, "train": {**TINY["train"], "sharding": "fsdp"}})
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "genhancer_plugins.cli", "rehearse", str(recipe), "-o", str(tmp_path / "out"), "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)  # one report, from the first process
+    assert report["processes"] == 2 and report["failure"] is None
+    phases = [p["phase"] for p in report["phases"]]
+    assert "stage2 (resumed from step 1)" in phases and "export (write, reload check)" in phases
+    assert "sharded over 2 processes (FSDP2)" in result.stderr
+    assert json.loads((tmp_path / "out" / "run" / "run.json").read_text())["num_processes"] == 2

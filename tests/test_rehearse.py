@@ -86,3 +86,35 @@ def test_the_llava_twin_rehearses_both_towers_and_its_benchmarks(tmp_path):
     assert set(llava["towers"]) == {"original", "enhanced"}
     for tower in llava["towers"].values():
         assert {name: phase["steps"] for name, phase in tower["phases"].items()} == {"pretrain": 1, "finetune": 1}
+
+
+@pytest.mark.slow
+def test_the_discrete_twin_rehearses_too(tmp_path):
+    result, report = _rehearse(ROOT / "recipes" / "tiny_discrete.yaml", "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("export (write, reload check)", "ok") in _phases(report)
+
+
+class FirstOption:
+    name = "first-option"
+
+    def choose(self, image, question, options):
+        return 0, [0.0] * len(options)
+
+
+@pytest.mark.needs_llava
+def test_every_evaluator_reads_its_own_rehearsal_copy(tmp_path):
+    """Each evaluator's synthetic copy is in the layout its reader checks (the reader runs when the
+    evaluator is built); the LLaVA benchmarks also score a model on it."""
+    from genhancer_plugins import load_plugins
+
+    manager = load_plugins()
+    placeholders = {"root": "unused", "file": "unused", "image_folder": "unused"}
+    for name, registered in sorted(manager.components["evaluator"].items()):
+        spec = registered.spec
+        assert spec.rehearsal is not None, f"{name} has no rehearsal copy"
+        fields = spec.params.model_fields
+        params = spec.params.model_validate({k: v for k, v in placeholders.items() if k in fields and fields[k].is_required()})
+        evaluator = spec.factory(spec.rehearsal(params, tmp_path / name))
+        if spec.scores == "mllm":
+            assert evaluator.evaluate(FirstOption()).metrics, name

@@ -30,7 +30,8 @@ def page(reports: list[tuple[str, dict | None, str]], depth: int) -> str:
              "| recipe | result | phase | status | s | steps | s/step | peak GB |", "|---|---|---|---|---|---|---|---|"]
     for name, report, error in reports:
         if report is None:
-            lines.append(f"| {name} | no report | - | - | - | - | - | - |")
+            last = error.strip().splitlines()[-1] if error.strip() else "no output"
+            lines.append(f"| {name} | no report: {last[:160].replace('|', '/')} | - | - | - | - | - | - |")
             continue
         result = "ok" if not report["failure"] else f"FAILED in {report['failure']['phase']}: {report['failure']['error']}"
         for index, phase in enumerate(report["phases"]):
@@ -42,6 +43,16 @@ def page(reports: list[tuple[str, dict | None, str]], depth: int) -> str:
             for tower, info in (section or {}).get("towers", {}).items():
                 for sub, summary in info.get("phases", {}).items():
                     lines.append(f"| | | {downstream} {tower} {sub} | ok | - | {summary.get('steps')} | - | - |")
+    lines += ["", "## Estimated vs measured memory", "",
+              "Per stage at the rehearsal's sizes (one process, batch 1): `validate`'s estimate (fp32 weights, gradients and "
+              "AdamW states of what trains; nothing for activations) beside the peak RSS measured while the stage trained "
+              "(the first, interrupted pass: it holds the optimiser's first states and writes a checkpoint).", "",
+              "| recipe | stage | estimate GB | measured GB | measured / estimate |", "|---|---|---|---|---|"]
+    for name, report, _ in reports:
+        for phase in (report or {}).get("phases", []):
+            if phase["phase"] in ("stage1", "stage2") and phase.get("estimated_memory_gb"):
+                ratio = phase["peak_memory_gb"] / phase["estimated_memory_gb"]
+                lines.append(f"| {name} | {phase['phase']} | {phase['estimated_memory_gb']:.1f} | {phase['peak_memory_gb']:.1f} | {ratio:.2f} |")
     lines += ["", "## Forecast of each real job", "",
               "FLOPs per step counted on the meta device at full depth (recipe batch, 8 GPUs); GPU-hours on H100 at the "
               "MFU the report states; memory per GPU: `validate`'s estimate of weights, gradients and AdamW states.", "",

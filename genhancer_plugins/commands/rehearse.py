@@ -21,16 +21,16 @@ GPU-hours at a stated MFU on a named GPU, beside validate's per-GPU memory estim
 from __future__ import annotations
 
 import copy
+import json
 import os
-import threading
-import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from genhancer_plugins.hookspecs import hookimpl
+from genhancer_plugins.commands.phases import Interrupted, MemoryWatch, Monitor
 from genhancer_plugins.util.errors import RecipeError
+from genhancer_plugins.util.files import write_json, write_text
 from genhancer_plugins.util.tables import text_table
 
 #: The MFU the forecast assumes when none is given: no full-size GPU run has measured ours yet
@@ -39,149 +39,14 @@ DEFAULT_MFU = 0.40
 COMPONENT_SECTIONS = {"encoder": "encoder", "tokenizer": "tokenizer", "denoiser": "denoiser", "conditioner": "conditioner"}
 
 
-class Interrupted(KeyboardInterrupt):
-    """The rehearsal's own Ctrl-C, one step after a stage's checkpoint."""
-
-
-@dataclass
-class PhaseRecord:
-    phase: str
-    status: str = "ok"
-    seconds: float = 0.0
-    steps: int = 0
-    peak_memory_gb: float | None = None
-    trained_parameters: int | None = None
-    total_parameters: int | None = None
-    files_written: int = 0
-    note: str = ""
-
-    @property
-    def seconds_per_step(self) -> float | None:
-        return self.seconds / self.steps if self.steps else None
-
-
-class MemoryWatch:
-    """The peak memory of a span: CUDA's allocator peak, or the process's RSS sampled every 50 ms."""
-
-    def __init__(self) -> None:
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        self.peak = 0
-        self._stop = threading.Event()
-        if not self.cuda:
-            threading.Thread(target=self._sample, daemon=True).start()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._rss())
-
-    def reset(self) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-        self.peak = self._rss() if not self.cuda else 0
-
-    def read_gb(self) -> float:
-        if self.cuda:
-            import torch
-
-            return torch.cuda.max_memory_allocated() / 2**30
-        return max(self.peak, self._rss()) / 2**30
-
-    @property
-    def kind(self) -> str:
-        return "device (CUDA allocator peak)" if self.cuda else "process RSS"
-
-    def close(self) -> None:
-        self._stop.set()
-
-
-def _count_files(root: Path) -> int:
-    return sum(1 for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
-
-
-class Monitor:
-    """An in-process plugin that cuts the run into phases at the lifecycle hooks and measures each."""
-
-    def __init__(self, run_dir: Path, memory: MemoryWatch, interrupt_at: dict[str, int]):
-        self.run_dir, self.memory, self.interrupt_at = run_dir, memory, dict(interrupt_at)
-        self.records: list[PhaseRecord] = []
-        self.current = PhaseRecord("setup (build, pretrain)")
-        self.started = time.perf_counter()
-        self.files = _count_files(run_dir)
-        self.modules: dict[str, Any] = {}
-        self.resumed = False
-
-    def begin(self, name: str) -> None:
-        self.current = PhaseRecord(name)
-        self.started = time.perf_counter()
-        self.files = _count_files(self.run_dir)
-        self.memory.reset()
-
-    def end(self, status: str = "ok", note: str = "") -> PhaseRecord:
-        record = self.current
-        record.seconds = time.perf_counter() - self.started
-        record.peak_memory_gb = round(self.memory.read_gb(), 2)
-        record.files_written = max(0, _count_files(self.run_dir) - self.files)
-        record.status, record.note = status, note or record.note
-        if self.modules and record.steps:  # a stage: what it trained
-            record.total_parameters = sum(p.numel() for m in self.modules.values() for p in m.parameters())
-            record.trained_parameters = sum(p.numel() for m in self.modules.values() for p in m.parameters() if p.requires_grad)
-        self.records.append(record)
-        return record
-
-    @hookimpl
-    def genhancer_run_start(self, run: Any) -> None:
-        self.modules = dict(run.modules)
-        self.end()
-        evaluation = "eval original (results read back)" if self.resumed else "eval original"
-        self.begin(evaluation if run.recipe.eval else "stage set-up (optimiser, loader)")
-
-    @hookimpl
-    def genhancer_stage_start(self, stage: Any) -> None:
-        self.end()  # what came before: the original's evaluation, a resume's set-up (spans of no time are not shown)
-        label = f"{stage.stage} (resumed from step {stage.steps})" if stage.steps else stage.stage
-        self.begin(label)
-        self.current.note = f"steps {stage.steps}..{stage.total_steps}"
-
-    @hookimpl
-    def genhancer_step_end(self, step: Any) -> None:
-        self.current.steps += 1
-        if self.interrupt_at.get(step.stage) == step.step:
-            del self.interrupt_at[step.stage]
-            self.end("interrupted", f"stopped at step {step.step}, after the checkpoint at step {step.step - 1}")
-            raise Interrupted(f"{step.stage} interrupted at step {step.step}")
-
-    @hookimpl
-    def genhancer_stage_end(self, stage: Any) -> None:
-        self.end()
-        self.begin("export (write, reload check)" if stage.stage == "stage2" else "between stages")
-
-    @hookimpl
-    def genhancer_export_end(self, export: Any) -> None:
-        self.end("ok" if export.written else "skipped", export.reason)
-        self.begin("eval enhanced, downstream phases")
-
-    @hookimpl
-    def genhancer_run_end(self, run: Any, completed: bool, error: Any) -> None:
-        if completed:
-            self.end()
-
-
 def _component_of(exc: BaseException, components: dict[str, Any]) -> str:
-    """The recipe component whose code raised (the innermost frame in a plugin's package), or the core."""
+    """The recipe component whose code raised (the innermost frame in a plugin's package), or the core.
+    ``components``: label -> registered component."""
     packages = {}
-    for section, component in components.items():
-        factory = component.registered.spec.factory
+    for label, registered in components.items():
+        factory = registered.spec.factory
         module = getattr(factory, "__module__", None) or getattr(getattr(factory, "func", None), "__module__", "")
-        packages.setdefault(module.split(".")[0], f"{section} {component.ref.name!r} ({component.registered.source.distribution})")
+        packages.setdefault(module.split(".")[0], f"{label} ({registered.source.distribution})")
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         for package, label in packages.items():
             if package and package != "genhancer_plugins" and (f"/{package}/" in frame.filename or frame.filename.endswith(f"/{package}.py")):
@@ -248,7 +113,8 @@ def rehearsal_recipe(loaded: Any, manager: Any, directory: Path, steps: int, dep
     for stage in ("stage1", "stage2"):  # N steps, a checkpoint at N, and one more step: the interruption
         raw[stage] = {**raw.get(stage, {}), "steps": steps + 1}
         raw[stage].pop("epochs", None)
-    raw["train"] = {**raw.get("train", {}), "checkpoint_every": steps, "report_to": [], "log_every": 1}
+    # one checkpoint kept (the resume needs the newest only): at real widths each holds the optimiser's states, gigabytes
+    raw["train"] = {**raw.get("train", {}), "checkpoint_every": steps, "keep_checkpoints": 1, "report_to": [], "log_every": 1}
     if raw["train"].get("mixed_precision") in ("bf16", "fp16", "auto"):
         import torch
 
@@ -289,7 +155,14 @@ def forecast(loaded: Any, manager: Any, gpus: int, peak_tflops: float, mfu: floa
         estimate = memory.get(stage, {})
         rows.append({"phase": stage, "steps": steps, "epochs": None if steps else settings.epochs, "global_batch": global_batch,
                      "flops_per_step": flops_per_step, "gpu_hours": hours, "wall_hours": hours / gpus if hours else None,
-                     "memory_per_gpu_gb": estimate.get("zero3" if sharding == "fsdp" else "ddp"), "parallelism": sharding})
+                     "memory_per_gpu_gb": estimate.get("zero3" if sharding == "fsdp" else "ddp"), "parallelism": sharding,
+                     "note": "per-GPU batch x GPUs x accumulation"})
+    vision = sum(p.numel() for p in model.encoder.vision_parameters())
+    for name, params in recipe.phases().items():  # downstream phases forecast themselves (DownstreamPhase.forecast)
+        for row in manager.get("phase", name).spec.factory(params).forecast(gpus, model.encoder.spec, vision):
+            steps = row.get("steps")
+            hours = steps * row["flops_per_step"] / (peak_tflops * 1e12 * mfu) / 3600 if steps else None
+            rows.append({"epochs": None, "note": "", "gpu_hours": hours, "wall_hours": hours / gpus if hours else None, **row})
     return rows
 
 
@@ -297,7 +170,7 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
              batch_size: int = 1, gpus: int = 8, gpu: str = "H100", mfu: float = DEFAULT_MFU,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     from genhancer_plugins.commands.bench import PEAK_TFLOPS
-    from genhancer_plugins.recipe.build import resolve_components
+    from genhancer_plugins.recipe.build import resolve_components, resolve_evaluators
     from genhancer_plugins.recipe.files import dump_yaml
     from genhancer_plugins.recipe.schema import load_recipe
     from genhancer_plugins.training.engine import Run
@@ -308,16 +181,22 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
     output.mkdir(parents=True, exist_ok=True)
     cache_before = os.environ.get("GENHANCER_CACHE")
     os.environ["GENHANCER_CACHE"] = str(output / "cache")  # the pretrainer's cache too stays inside the output
-    raw, notes = rehearsal_recipe(loaded, manager, output, steps, depth, batch_size)
     path = output / "rehearsal.yaml"
-    path.write_text(dump_yaml(raw))
-    for note in notes:
-        log(f"rehearse: {note}")
+    main, wait = _processes()
+    if main:  # under a launcher the first process writes the inputs and the recipe; the others read them
+        raw, notes = rehearsal_recipe(loaded, manager, output, steps, depth, batch_size)
+        write_text(path, dump_yaml(raw))
+        write_json(output / "changes.json", notes)
+        for note in notes:
+            log(f"rehearse: {note}")
+    wait()
+    notes = json.loads((output / "changes.json").read_text())
     rehearsal = load_recipe(path, manager=manager)
     memory = MemoryWatch()
     monitor = Monitor(output / "run", memory, {stage: steps + 1 for stage in rehearsal.recipe.active_stages()})
     manager.register(monitor, _source("genhancer-rehearsal"))
-    log_file = output / "rehearsal.log"
+    rank = int(os.environ.get("RANK", "0"))
+    log_file = output / ("rehearsal.log" if not rank else f"rehearsal-rank{rank}.log")
     failure = None
     try:
         for attempt in range(3):  # the first run, and a resume after each stage's interruption
@@ -332,7 +211,10 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
         if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
             raise
         log_file.write_text("".join(traceback.format_exception(exc)))
-        component = _component_of(exc, resolve_components(rehearsal, manager))
+        registered = {f"{section} {c.ref.name!r}": c.registered for section, c in resolve_components(rehearsal, manager).items()}
+        registered |= {f"phase {name!r}": manager.get("phase", name) for name in rehearsal.recipe.phases()}
+        registered |= {f"evaluator {e.ref.name!r}": e.registered for e in resolve_evaluators(rehearsal, manager)}
+        component = _component_of(exc, registered)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         failure = {"phase": monitor.current.phase, "component": component, "error": f"{type(exc).__name__}: {message}", "log": str(log_file)}
         monitor.end("failed", failure["error"])
@@ -345,13 +227,11 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
             os.environ["GENHANCER_CACHE"] = cache_before
     glue = ("between stages", "stage set-up (optimiser, loader)", "resume (set-up)")  # spans between phases: shown when they cost time
     records = [r for r in monitor.records if r.phase not in glue or r.seconds >= 0.05 or r.status != "ok"]
-    result = {"recipe": loaded.recipe.name, "steps": steps, "depth": depth, "batch_size": batch_size, "shortened": notes,
+    result = {"recipe": loaded.recipe.name, "processes": int(os.environ.get("WORLD_SIZE", "1")), "steps": steps, "depth": depth, "batch_size": batch_size, "shortened": notes,
               "memory_kind": memory.kind, "phases": [asdict(r) | {"seconds_per_step": r.seconds_per_step} for r in records],
               "failure": failure, "output": str(output)}
     summary_file = output / "run" / "run.json"
     if failure is None and summary_file.is_file():
-        import json
-
         summary = json.loads(summary_file.read_text())
         result["downstream"] = {name: summary.get(name) for name in rehearsal.recipe.phases()}
         result["eval"] = summary.get("eval")
@@ -360,6 +240,18 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
         "mfu_source": "--mfu" if mfu != DEFAULT_MFU else "assumed (no full-size GPU measurement yet; docs/performance.md)",
         "stages": forecast(loaded, manager, gpus, PEAK_TFLOPS[gpu], mfu)}  # what failed above would fail here too: no forecast then
     return result
+
+
+def _processes() -> tuple[bool, Callable[[], None]]:
+    """(whether this is the first process, a barrier) under torchrun or accelerate launch; one process: (True, no-op)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True, lambda: None
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # the shared state must be made as the engine's Accelerator makes it: on CPUs only with cpu=True is it distributed
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return state.is_main_process, state.wait_for_everyone
 
 
 def _source(name: str) -> Any:
@@ -382,9 +274,11 @@ def render_rehearsal(result: dict[str, Any]) -> str:
              f"{result['depth'] if result['depth'] is not None else 'full'}, batch {result['batch_size']} per device"]
     if result["shortened"]:
         lines.append("changed for the rehearsal: " + "; ".join(result["shortened"]))
-    header = ["phase", "status", "s", "steps", "s/step", f"peak GB ({result['memory_kind']})", "trained", "total", "files", "note"]
+    header = ["phase", "status", "s", "steps", "s/step", f"peak GB ({result['memory_kind']})", "estimate GB", "trained", "total", "files",
+              "disk GB", "note"]
     rows = [[r["phase"], r["status"], _num(r["seconds"], 1), r["steps"] or "-", _num(r["seconds_per_step"], 1), _num(r["peak_memory_gb"]),
-             _num(r["trained_parameters"]), _num(r["total_parameters"]), r["files_written"], r["note"]] for r in result["phases"]]
+             _num(r["estimated_memory_gb"]), _num(r["trained_parameters"]), _num(r["total_parameters"]), r["files_written"],
+             _num(r["disk_gb"]), r["note"]] for r in result["phases"]]
     lines.append(text_table(header, rows))
     for name, section in (result.get("downstream") or {}).items():
         lines.append(f"{name}: {_downstream_lines(section)}")
@@ -392,10 +286,11 @@ def render_rehearsal(result: dict[str, Any]) -> str:
     if result["forecast"]:
         lines.append(f"\nforecast of the real job on {f['gpus']} x {f['gpu']} ({f['peak_tflops']:.0f} TFLOP/s bf16 peak) at MFU "
                      f"{100 * f['mfu']:.0f} % ({f['mfu_source']}):")
-        header = ["phase", "steps", "global batch", "PFLOP/step", "GPU-hours", "wall hours", "memory/GPU GB (estimate)", "parallelism"]
-        rows = [[s["phase"], _num(s["steps"]) if s["steps"] else f"{s['epochs']} epochs", s["global_batch"],
+        header = ["phase", "steps", "global batch", "PFLOP/step", "GPU-hours", "wall hours", "memory/GPU GB (estimate)", "parallelism",
+                  "note"]
+        rows = [[s["phase"], _num(s["steps"]) if s["steps"] else (f"{s['epochs']} epochs" if s["epochs"] else "unknown"), s["global_batch"],
                  _num(s["flops_per_step"] / 1e15, 3), _num(s["gpu_hours"], 1), _num(s["wall_hours"], 1), _num(s["memory_per_gpu_gb"]),
-                 s["parallelism"]] for s in f["stages"]]
+                 s["parallelism"], s.get("note", "")] for s in f["stages"]]
         lines.append(text_table(header, rows))
         lines.append("memory estimate: weights + gradients + AdamW states before activations (validate's); the measured peaks above "
                      "are at the rehearsal's depth and batch")

@@ -66,8 +66,10 @@ def cv_bench(params: dict[str, Any], directory: Path) -> dict[str, Any]:
     root = directory / "CV-Bench"
     _image(root / "img" / "2D" / "count" / "0.png")
     base = {"question": "How many lamps are in the image?", "choices": ["1", "2"], "answer": "(A)", "filename": "img/2D/count/0.png"}
-    (root / "test_2d.jsonl").write_text(json.dumps({**base, "idx": 0, "type": "2D", "task": "Count", "source": "ADE20K"}) + "\n")
-    (root / "test_3d.jsonl").write_text(json.dumps({**base, "idx": 1, "type": "3D", "task": "Depth", "source": "Omni3D",
+    # CV-Bench's combined accuracy averages its three sources: each needs a question
+    (root / "test_2d.jsonl").write_text("".join(json.dumps({**base, "idx": i, "type": "2D", "task": "Count", "source": source}) + "\n"
+                                                for i, source in enumerate(("ADE20K", "COCO"))))
+    (root / "test_3d.jsonl").write_text(json.dumps({**base, "idx": 2, "type": "3D", "task": "Depth", "source": "Omni3D",
                                                     "question": "Which is closer, the lamp or the bed?", "choices": ["lamp", "bed"]}) + "\n")
     return {**params, **{"root": str(root)}}
 
@@ -92,7 +94,7 @@ def science_qa(params: dict[str, Any], directory: Path) -> dict[str, Any]:
         {"from": "gpt", "value": "B"}]}]
     (root / "problems.json").write_text(json.dumps(problems))
     (root / "llava_test_CQM-A.json").write_text(json.dumps(questions))
-    return {**params, **{"root": str(root)}}
+    return {**params, **{"root": str(root), "question_file": "llava_test_CQM-A.json", "image_folder": "images/test"}}
 
 
 def multiple_choice(params: dict[str, Any], directory: Path) -> dict[str, Any]:

@@ -93,7 +93,9 @@ class PerceiverDenoiser(Denoiser):
         mask = self.draw_mask(targets.shape[0], targets.device)
         inputs = targets.masked_fill(mask, self.mask_id)
         logits = self.logits(inputs, condition)
-        return F.cross_entropy(logits[mask].float(), targets[mask])
+        # the mean over masked positions, without indexing by the mask: shapes stay known (FLOPs on the meta device)
+        per_position = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(mask)
+        return (per_position * mask).sum() / mask.sum().clamp(min=1)
 
     @torch.no_grad()
     def save_pretrained(self, directory: Path) -> None:
