@@ -2,7 +2,8 @@
 # Rehearses every shipped paper, ablation and LLaVA recipe on this machine (random weights at
 # the real widths, every stack shortened to --depth, one step per stage) and writes the table of
 # time and memory per phase per recipe into docs/rehearsal.md. Run it alone: a second torch
-# process on the same cores slows both many times over.
+# process on the same cores slows both many times over. Each rehearsal writes 1-55 GB (checkpoints hold
+# the optimiser states; LLaVA-13B the most) and is deleted after its report: keep about 60 GB free.
 #
 #   bash benchmarks/rehearse_all.sh            # every recipe, depth 1 (what fits 24 GB on 2 cores)
 #   DEPTH=2 bash benchmarks/rehearse_all.sh recipes/paper/clip_l14_224.yaml

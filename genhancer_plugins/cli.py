@@ -19,6 +19,7 @@ EPILOG = """examples:
   genhancer run recipes/tiny.yaml --output-dir runs/tiny
   genhancer run recipes/paper/clip_l14_224.yaml --set stage1.steps=2000 --resume
   genhancer validate recipes/paper/siglip_so400m_384.yaml --json
+  genhancer rehearse recipes/llava_vicuna7b.yaml --steps 1 --depth 1   # every phase at real widths, before a cluster job
   genhancer eval mmvp_vlm -p root=data/MMVP_VLM -m openai/clip-vit-large-patch14 -m runs/clip/export -o eval/mmvp
   genhancer plugins
   genhancer --disable-plugin llava validate recipes/tiny.yaml   # leave one plugin out (or GENHANCER_DISABLE_PLUGINS=llava)

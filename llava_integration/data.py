@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from genhancer_plugins import to_rgb
+
 from .conversation import IGNORE, IMAGE, encode_conversation
 
 
@@ -108,7 +110,7 @@ class LlavaDataset(torch.utils.data.Dataset):
         item: dict[str, Any] = {"input_ids": encoded.input_ids, "labels": encoded.labels}
         if record.get("image"):
             with Image.open(self.folder / record["image"]) as image:
-                image = pad_to_square(image.convert("RGB"), tuple(self.processor.image_processor.image_mean))
+                image = pad_to_square(to_rgb(image), tuple(self.processor.image_processor.image_mean))
             item["pixel_values"] = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
         return item
 

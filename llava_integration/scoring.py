@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from genhancer_plugins import to_rgb
+
 from .conversation import prompt_ids
 from .data import pad_to_square
 
@@ -43,7 +45,7 @@ class LikelihoodScorer:
             mask[row, : len(seq)] = 1
         inputs: dict[str, Any] = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
         if image is not None:
-            square = pad_to_square(image.convert("RGB"), tuple(self.processor.image_processor.image_mean))
+            square = pad_to_square(to_rgb(image), tuple(self.processor.image_processor.image_mean))
             pixels = self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"]
             inputs["pixel_values"] = pixels.repeat(len(options), 1, 1, 1).to(self.device, self.model.dtype)
         logits = self.model(**inputs).logits.float()

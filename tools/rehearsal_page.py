@@ -27,22 +27,26 @@ def page(reports: list[tuple[str, dict | None, str]], depth: int) -> str:
              "interruption and a resume in each stage, the export with its reload check, every evaluator and "
              "downstream phase on synthetic copies of their inputs. Peak memory is the process's RSS during the phase; "
              "seconds include building and loading.", "",
-             "| recipe | result | phase | status | s | steps | s/step | peak GB |", "|---|---|---|---|---|---|---|---|"]
+             "| recipe | result | phase | status | s | steps | s/step | peak GB | disk GB |", "|---|---|---|---|---|---|---|---|---|"]
     for name, report, error in reports:
         if report is None:
             last = error.strip().splitlines()[-1] if error.strip() else "no output"
-            lines.append(f"| {name} | no report: {last[:160].replace('|', '/')} | - | - | - | - | - | - |")
+            lines.append(f"| {name} | no report: {last[:160].replace('|', '/')} | - | - | - | - | - | - | - |")
             continue
-        result = "ok" if not report["failure"] else f"FAILED in {report['failure']['phase']}: {report['failure']['error']}"
+        total = sum(phase["seconds"] for phase in report["phases"])
+        disk = sum(max(phase.get("disk_gb", 0.0), 0.0) for phase in report["phases"])
+        result = (f"ok, {total:.0f} s, {disk:.0f} GB written" if not report["failure"]
+                  else f"FAILED in {report['failure']['phase']}: {report['failure']['error']}")
         for index, phase in enumerate(report["phases"]):
             first = index == 0
             per_step = f"{phase['seconds_per_step']:.1f}" if phase["seconds_per_step"] else "-"
             lines.append(f"| {name if first else ''} | {result if first else ''} | {phase['phase']} | {phase['status']} | "
-                         f"{phase['seconds']:.1f} | {phase['steps'] or '-'} | {per_step} | {_mb(phase['peak_memory_gb'])} |")
+                         f"{phase['seconds']:.1f} | {phase['steps'] or '-'} | {per_step} | {_mb(phase['peak_memory_gb'])} | "
+                         f"{_mb(phase.get('disk_gb'))} |")
         for downstream, section in (report.get("downstream") or {}).items():
             for tower, info in (section or {}).get("towers", {}).items():
                 for sub, summary in info.get("phases", {}).items():
-                    lines.append(f"| | | {downstream} {tower} {sub} | ok | - | {summary.get('steps')} | - | - |")
+                    lines.append(f"| | | {downstream} {tower} {sub} | ok | - | {summary.get('steps')} | - | - | - |")
     lines += ["", "## Estimated vs measured memory", "",
               "Per stage at the rehearsal's sizes (one process, batch 1): `validate`'s estimate (fp32 weights, gradients and "
               "AdamW states of what trains; nothing for activations) beside the peak RSS measured while the stage trained "

@@ -36,7 +36,7 @@ from genhancer_plugins.util.tables import text_table
 #: The MFU the forecast assumes when none is given: no full-size GPU run has measured ours yet
 #: (docs/performance.md); 40 % is what bf16 transformer training of this size commonly reaches on H100s.
 DEFAULT_MFU = 0.40
-COMPONENT_SECTIONS = {"encoder": "encoder", "tokenizer": "tokenizer", "denoiser": "denoiser", "conditioner": "conditioner"}
+COMPONENT_SECTIONS = ("encoder", "tokenizer", "denoiser", "conditioner")
 
 
 def _component_of(exc: BaseException, components: dict[str, Any]) -> str:
@@ -92,7 +92,7 @@ def rehearsal_recipe(loaded: Any, manager: Any, directory: Path, steps: int, dep
         raise RecipeError(f"data ({data.ref.name}): this dataset offers no rehearsal copy (ComponentSpec.rehearsal)")
     from genhancer_plugins.recipe.build import build_models
 
-    image_size = build_models({**components, **{s: components[s] for s in COMPONENT_SECTIONS}}, meta=True)["encoder"].spec.image_size
+    image_size = build_models(components, meta=True)["encoder"].spec.image_size
     raw["data"] = {**raw["data"], "params": hook(data.params, directory / "inputs" / "data", image_size).model_dump(mode="json"),
                    "batch_size": batch_size, "num_workers": 0}
     notes.append(f"data: {data.ref.name} sample copy at {image_size} px, batch {batch_size} per device (recipe: {loaded.recipe.data.batch_size})")
@@ -115,11 +115,12 @@ def rehearsal_recipe(loaded: Any, manager: Any, directory: Path, steps: int, dep
         raw[stage].pop("epochs", None)
     # one checkpoint kept (the resume needs the newest only): at real widths each holds the optimiser's states, gigabytes
     raw["train"] = {**raw.get("train", {}), "checkpoint_every": steps, "keep_checkpoints": 1, "report_to": [], "log_every": 1}
-    if raw["train"].get("mixed_precision") in ("bf16", "fp16", "auto"):
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
-            raw["train"]["mixed_precision"] = "bf16" if raw["train"]["mixed_precision"] != "fp16" else "no"
+    precision = raw["train"].get("mixed_precision", "auto")
+    if not torch.cuda.is_available() and precision in ("fp16", "auto"):  # a CPU has no fp16 autocast; auto rehearses bf16
+        raw["train"]["mixed_precision"] = "no" if precision == "fp16" else "bf16"
+        notes.append(f"train.mixed_precision {precision} -> {raw['train']['mixed_precision']} on this CPU")
     raw["preview"] = {**raw.get("preview", {}), "images": 1, "sampling_steps": 2}
     raw["cache"] = {**raw.get("cache", {}), "directory": None}
     raw["output_dir"] = str(directory / "run")

@@ -113,6 +113,11 @@ class TrainSettings(_Strict):
     loss_sync: Literal["every_step", "logged"] = Field(
         "every_step", description="read the loss back (and average it over processes) every step, or only on logged steps"
     )
+    nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN/inf loss or gradient: stop (one line naming the step and the last good checkpoint; checked "
+                            "on logged steps and before every checkpoint, nothing non-finite is saved) or skip the update (checked every step)"
+    )
+    max_skipped_steps: PositiveInt = Field(5, description="nonfinite: skip stops after this many non-finite steps in a row")
 
 
 class PreviewSettings(_Strict):

@@ -3,6 +3,7 @@ back and compared with the trained encoder before it is moved into place."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +56,9 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
             raise RunError(f"the exported encoder gives {tuple(after.shape)} global tokens, the trained one {tuple(before.shape)}; "
                            f"kept in {tmp} (the trained weights stay in the last stage's final/)")
         diff = float((before - after).abs().max())
+        if not math.isfinite(diff) or not bool(torch.isfinite(before).all()):  # NaN compares as "not greater": test it first
+            raise RunError(f"the exported encoder's outputs are not finite (NaN or inf): training diverged; nothing was exported "
+                           f"(kept in {tmp}); lower the learning rate and train again from a checkpoint before it diverged")
         if diff > EXPORT_TOLERANCE:
             raise RunError(f"exported encoder differs from the trained one by {diff:.2e} (> {EXPORT_TOLERANCE:g}); kept in {tmp}")
     info["max_abs_diff"] = diff

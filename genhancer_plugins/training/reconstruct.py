@@ -18,7 +18,7 @@ from torch import nn
 
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import respect_umask
-from genhancer_plugins.util.images import to_tensor
+from genhancer_plugins.util.images import to_rgb, to_tensor
 
 
 @torch.no_grad()
@@ -84,7 +84,7 @@ def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
     for path in paths:
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = to_rgb(image)
         except OSError as exc:  # not an image, or a truncated one
             raise RunError(f"{path}: not a readable image ({exc})") from None
         side = min(image.size)

@@ -36,6 +36,7 @@ from genhancer_plugins.training.cache import cached_inputs
 from genhancer_plugins.util.seeds import step_seed
 from genhancer_plugins.training.context import TrainingContext
 from genhancer_plugins.training.model import GenHancerModel, collate
+from genhancer_plugins.training.sharding import full
 from genhancer_plugins.recipe.schema import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 
 
@@ -87,6 +88,48 @@ def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, devic
     if s2.mode == "all":
         model.conditioner.requires_grad_(True)
         model.denoiser.requires_grad_(True)
+
+
+class NonFiniteGuard:
+    """A NaN or inf loss or gradient, by ``train.nonfinite``: ``stop`` checks on logged steps and
+    before every checkpoint and the stage's end (one device sync there, which logging makes anyway)
+    and stops with one line; ``skip`` checks every step and drops that update, stopping after
+    ``max_skipped_steps`` in a row. Either way nothing non-finite is ever saved."""
+
+    def __init__(self, stage: str, train: Any, accelerator: Any, checkpoints: Path):
+        self.stage, self.train, self.acc, self.checkpoints = stage, train, accelerator, checkpoints
+        self.in_a_row = 0
+        self.last_checked = 0
+
+    def _any(self, count: torch.Tensor) -> bool:
+        return bool(self.acc.reduce(count, reduction="sum").item() > 0) if self.acc.num_processes > 1 else bool(count.item() > 0)
+
+    def _stop(self, what: str) -> None:
+        done = list_checkpoints(self.checkpoints)
+        good = f"the last good checkpoint is {done[-1]}" if done else "no checkpoint of this stage was written yet"
+        raise RunError(f"{self.stage}: {what}; {good} (nothing non-finite was saved). Lower {self.stage}.learning_rate (or "
+                       f"max_grad_norm) and continue with --resume, or set train.nonfinite: skip to drop such steps")
+
+    def skip_update(self, count: torch.Tensor, step: int) -> bool:
+        if self.train.nonfinite != "skip":
+            return False
+        if not self._any(count):
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        if self.in_a_row > self.train.max_skipped_steps:
+            self._stop(f"{self.in_a_row} steps in a row (to step {step + 1}) had a non-finite loss or gradient")
+        return True
+
+    def check(self, count: torch.Tensor, step: int, trained: list[torch.nn.Parameter]) -> None:
+        """Before a log line, a checkpoint or the stage's end: the losses and gradients since the last
+        check, and the trained weights themselves (an update can overflow them with a finite loss)."""
+        local = [p.detach().to_local() if hasattr(p, "to_local") else p.detach() for p in trained]  # a shard under FSDP2
+        weights = torch.stack([(~torch.isfinite(t)).any() for t in local]).any().float() if local else torch.zeros(())
+        if self._any(count.detach().to(weights.device) + weights):
+            self._stop(f"the loss, its gradient or the weights became non-finite (NaN or inf) between step {self.last_checked + 1} "
+                       f"and step {step}")
+        self.last_checked = step
 
 
 def loader_options(data: Any, on_gpu: bool) -> dict[str, Any]:
@@ -292,6 +335,8 @@ class StageTrainer:
         last_time, micro, running, skipped = time.perf_counter(), step * accum, [], []
         mean_loss = result.losses[-1][1] if result.losses else float("nan")
         started = time.perf_counter()
+        guard = NonFiniteGuard(self.stage, recipe.train, acc, self.checkpoints)
+        nonfinite = torch.zeros((), device=acc.device)  #: non-finite losses or gradient norms since the last check
         while step < total:
             batches_before = batches_done
             for batch in self._epoch(loader, epoch, batches_done, batches_per_epoch):
@@ -309,9 +354,16 @@ class StageTrainer:
                     else:
                         loss = model(images)
                     acc.backward(loss)
+                    nonfinite = nonfinite + (~torch.isfinite(loss.detach())).float()
                     if acc.sync_gradients and self.settings.max_grad_norm:
-                        acc.clip_grad_norm_(trainable, self.settings.max_grad_norm)
-                    optimizer.step()
+                        norm = acc.clip_grad_norm_(trainable, self.settings.max_grad_norm)
+                        if norm is not None:  # under FSDP2 a DTensor: its whole value
+                            nonfinite = nonfinite + (~torch.isfinite(full(torch.as_tensor(norm)))).float().to(nonfinite.device)
+                    skip = acc.sync_gradients and guard.skip_update(nonfinite, step)
+                    if skip:
+                        nonfinite = torch.zeros_like(nonfinite)
+                    else:
+                        optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 running.append(loss.detach())
                 if not acc.sync_gradients:
@@ -328,6 +380,9 @@ class StageTrainer:
                 ctx.notify("genhancer_step_end", step=StepInfo(
                     self.stage, step, total, mean_loss, optimizer.param_groups[0]["lr"], throughput, self.run_info))
                 every = recipe.train.checkpoint_every
+                if logged or (every and step % every == 0) or step >= total:  # never log, save or finish on non-finite weights
+                    guard.check(nonfinite, step, trainable)
+                    nonfinite = torch.zeros_like(nonfinite)
                 if every and step % every == 0 and step < total:
                     result.skipped_samples += ctx.gather(skipped)
                     skipped = []

@@ -1,13 +1,32 @@
-"""PIL images <-> tensors, the one conversion every component and dataset uses."""
+"""PIL images <-> tensors: the one conversion every component, dataset and evaluator uses."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
+
+ORIENTATION = 0x0112  #: the EXIF tag of how a camera held the image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB with the image's real values, the way it is meant to be seen: EXIF orientation
+    applied (a phone photo stored sideways comes upright), 16-bit and 32-bit greyscale scaled to
+    8 bits (``convert("RGB")`` alone would clip a 16-bit gradient to white), float images from
+    [0, 1], palettes and alpha as RGB."""
+    if image.getexif().get(ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and array.size and float(np.nanmax(array)) <= 1.0:
+            peak = 1.0
+        else:
+            peak = 65535.0 if image.mode.startswith("I;16") or (array.size and float(array.max()) > 255) else 255.0
+        image = Image.fromarray(np.clip(np.nan_to_num(array) * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")  # a loaded copy even when already RGB: callers close the file after
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image -> float tensor [3, H, W] in [0, 1] (RGB)."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    """PIL image -> float tensor [3, H, W] in [0, 1] (RGB, through :func:`to_rgb`)."""
+    array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import MultipleChoiceModel, to_rgb
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def open_image(source: Path | bytes | None) -> Image.Image | None:
     if source is None:
         return None
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        return image.convert("RGB")
+        return to_rgb(image)
 
 
 def ask_all(model: MultipleChoiceModel, items: list[Item]) -> list[dict[str, Any]]:

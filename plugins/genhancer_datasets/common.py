@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from genhancer_plugins import to_tensor  # noqa: F401  (re-exported for the datasets)
+from genhancer_plugins import to_rgb, to_tensor  # noqa: F401  (to_tensor: re-exported for the datasets)
 
 
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -71,7 +71,7 @@ def load_image(data: bytes | str, min_side: int | None = None, max_pixels: int |
         elif max_pixels and image.width * image.height > max_pixels:
             raise ValueError(f"{image.width}x{image.height} pixels, above data.params.max_pixels ({max_pixels})")
         image.load()
-        return image.convert("RGB")
+        return to_rgb(image)
 
 
 def sample(pixel_values: torch.Tensor, key: str, skipped: list[str], **extra: Any) -> dict[str, Any]:

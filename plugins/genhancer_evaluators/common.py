@@ -8,12 +8,14 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
+from genhancer_plugins import to_rgb
+
 
 def open_rgb(path: Path) -> Image.Image:
     """A benchmark image as RGB; an unreadable one is an error naming the file."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise ValueError(f"{path}: not a readable image ({exc})") from None
 
