@@ -92,11 +92,11 @@ def reference(recipe: dict[str, Any], steps: int) -> dict[str, float]:
     from accelerate.utils import set_seed
     from peft import LoraConfig, inject_adapter_in_model
 
-    from genhancer_plugins.testing import write_recipe
     from genhancer_plugins.recipe.build import build_models, resolve_components
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.training.model import collate
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.testing import write_recipe
+    from genhancer_plugins.training.model import collate
 
     manager = load_plugins()
     with tempfile.TemporaryDirectory() as tmp:

@@ -81,13 +81,35 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from genhancer_plugins.events import ExportInfo, RunInfo, StageInfo, StepInfo
     from genhancer_plugins.hookspecs import hookimpl, hookspec
     from genhancer_plugins.interfaces import (
-        Condition, ConditionSpec, Conditioner, Denoiser, DownstreamPhase, Encoder, EncoderOutput, EncoderSpec, EvalResult,
-        Evaluator, ImageDataset, ImageTextModel, ImageTokenizer, MultipleChoiceModel, PhaseContext, Pretrainer,
-        StreamingImageDataset, TargetSpec, VisionTower, count_parameters,
+        Condition,
+        Conditioner,
+        ConditionSpec,
+        Denoiser,
+        DownstreamPhase,
+        Encoder,
+        EncoderOutput,
+        EncoderSpec,
+        EvalResult,
+        Evaluator,
+        ImageDataset,
+        ImageTextModel,
+        ImageTokenizer,
+        MultipleChoiceModel,
+        PhaseContext,
+        Pretrainer,
+        StreamingImageDataset,
+        TargetSpec,
+        VisionTower,
+        count_parameters,
     )
     from genhancer_plugins.recipe.schema import ComponentRef
     from genhancer_plugins.registry.components import (
-        COMPONENT_KINDS, ComponentSpec, OfflineUnknown, Params, construction_device, load_presets,
+        COMPONENT_KINDS,
+        ComponentSpec,
+        OfflineUnknown,
+        Params,
+        construction_device,
+        load_presets,
     )
     from genhancer_plugins.registry.loaders import load_image_text_model, load_vision_tower
     from genhancer_plugins.registry.manager import PluginManager, load_plugins

@@ -199,8 +199,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from genhancer_plugins.commands.bench import render_bench, run_bench
-    from genhancer_plugins.util.errors import RecipeError
     from genhancer_plugins.recipe.schema import STAGES, load_recipe
+    from genhancer_plugins.util.errors import RecipeError
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
@@ -250,9 +250,9 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
     """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
     from pydantic import ValidationError
 
-    from genhancer_plugins.util.errors import RecipeError, RunError
-    from genhancer_plugins.registry.manager import ComponentNotFound
     from genhancer_plugins.recipe.schema import apply_override, parse_override
+    from genhancer_plugins.registry.manager import ComponentNotFound
+    from genhancer_plugins.util.errors import RecipeError, RunError
 
     try:
         registered = manager.get("evaluator", name)
@@ -279,8 +279,8 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
 def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, str, str], Any]) -> int:
     """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
     ``scores`` models and print the side-by-side table."""
-    from genhancer_plugins.util.errors import RunError
     from genhancer_plugins.evaluation.runner import run_evaluation
+    from genhancer_plugins.util.errors import RunError
 
     evaluator = build_evaluator(args.manager, args.name, args.params, scores)
     output = Path(args.output)
@@ -312,9 +312,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genhancer_plugins.util.errors import RunError
     from genhancer_plugins.training.model import load_trained_model
     from genhancer_plugins.training.reconstruct import check_images, load_images, reconstruct, save_grid
+    from genhancer_plugins.util.errors import RunError
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -344,8 +344,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from genhancer_plugins.training.engine import Run
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.training.engine import Run
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)

@@ -25,8 +25,8 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from genhancer_plugins.registry.components import ComponentSpec
     from genhancer_plugins.events import ExportInfo, RunInfo, StageInfo, StepInfo
+    from genhancer_plugins.registry.components import ComponentSpec
     from genhancer_plugins.registry.manager import PluginManager
 
 PROJECT = "genhancer"

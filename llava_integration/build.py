@@ -33,7 +33,15 @@ def build_llava(tower_dir: str | Path, settings: Any, plugins: Any) -> tuple[Any
     """A LLaVA-1.5 model (vision tower, fresh 2-layer GELU projector, LLM) and its processor
     (``plugins``: the loaded plugin manager, whose encoder plugins load the tower)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     loaded = load_tower(tower_dir, plugins)
     tower, image_processor = loaded.model, loaded.image_processor

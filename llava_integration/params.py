@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from genhancer_plugins import Params
-from genhancer_plugins import ComponentRef
+from genhancer_plugins import ComponentRef, Params
 
 
 class LlavaPhaseSettings(Params):

@@ -8,9 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from genhancer_plugins import RunError
-from genhancer_plugins import DownstreamPhase, PhaseContext
-from genhancer_plugins import difference, markdown_table
+from genhancer_plugins import DownstreamPhase, PhaseContext, RunError, difference, markdown_table
 
 from .params import LlavaSettings
 

@@ -48,8 +48,15 @@ def genhancer_add_commands(subparsers: Any) -> None:
 
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
-    from .benchmarks.params import (CVBenchParams, HallusionParams, MMVPMLLMParams, MultipleChoiceParams, NaturalBenchParams,
-                                    POPEParams, ScienceQAParams)
+    from .benchmarks.params import (
+        CVBenchParams,
+        HallusionParams,
+        MMVPMLLMParams,
+        MultipleChoiceParams,
+        NaturalBenchParams,
+        POPEParams,
+        ScienceQAParams,
+    )
     from .params import LlavaSettings
 
     return [

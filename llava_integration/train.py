@@ -17,8 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins import RunError
-from genhancer_plugins import write_json
+from genhancer_plugins import RunError, write_json
 
 DEEPSPEED = {"zero2": Path(__file__).parent / "deepspeed" / "zero2.json", "zero3": Path(__file__).parent / "deepspeed" / "zero3.json"}
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import TINY, write_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

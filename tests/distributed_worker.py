@@ -54,12 +54,12 @@ wrap(pathlib.Path, "write_text")
 wrap(pathlib.Path, "unlink")
 
 sys.path.insert(0, os.path.dirname(__file__))
+import genhancer_hf_encoders.encoders as encoders  # noqa: E402
 from helpers import run_recipe  # noqa: E402
-from genhancer_plugins import hookimpl  # noqa: E402
-from genhancer_plugins.training.sharding import full  # noqa: E402
 
 import genhancer_plugins.training.checkpoint as checkpoint  # noqa: E402
-import genhancer_hf_encoders.encoders as encoders  # noqa: E402
+from genhancer_plugins import hookimpl  # noqa: E402
+from genhancer_plugins.training.sharding import full  # noqa: E402
 
 checkpoint.save_file = safetensors.torch.save_file
 encoders.save_file = safetensors.torch.save_file

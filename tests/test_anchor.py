@@ -3,13 +3,13 @@ on, the loss gains exactly weight * d(g, g0), with its gradient."""
 
 import pytest
 import torch
-
-from genhancer_plugins.training.stage import configure_trainable
 from helpers import TINY, run_recipe, write_recipe
-from genhancer_plugins.training.engine import Run
+
+from genhancer_plugins.recipe.schema import load_recipe
 from genhancer_plugins.registry.manager import load_plugins
 from genhancer_plugins.training.anchor import anchor_distance, anchor_reference, make_anchor
-from genhancer_plugins.recipe.schema import load_recipe
+from genhancer_plugins.training.engine import Run
+from genhancer_plugins.training.stage import configure_trainable
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 3, "learning_rate": 1e-3}, "preview": {"images": 0}}
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, TINY, fake_distribution, genhancer, write_recipe
 
 PACKAGES = [ROOT / "genhancer_plugins", ROOT / "llava_integration", *sorted((ROOT / "plugins").glob("genhancer_*")), ROOT / "tools"]
@@ -268,11 +267,11 @@ def test_every_implementation_has_the_signatures_of_its_interface(base):
 def test_denoisers_save_themselves_in_their_own_layout(tmp_path):
     import torch
     from diffusers import FluxTransformer2DModel
-
     from genhancer_discrete.perceiver import PerceiverDenoiser
+
     from genhancer_plugins.recipe.build import build_models, resolve_components
-    from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
 
     manager = load_plugins()
     for name, denoiser in (("flux", {"name": "rectified_flow", "preset": "tiny"}), ("perceiver", {"name": "perceiver", "preset": "tiny"})):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT, TINY, write_recipe
+
 from genhancer_plugins.cli import main
 
 

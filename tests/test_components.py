@@ -4,18 +4,18 @@ import copy
 
 import pytest
 import torch
-
-from genhancer_plugins.training.stage import configure_trainable
-from helpers import TINY, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsParams
 from genhancer_hf_encoders.encoders import build_encoder
 from genhancer_hf_encoders.params import HFEncoderParams
-from genhancer_plugins.training.engine import Run
+from helpers import TINY, tiny_encoder_config, write_recipe
+
 from genhancer_plugins.interfaces import ConditionSpec, EncoderOutput, EncoderSpec
-from genhancer_plugins.training.lora import apply_lora, has_lora, merge_lora
-from genhancer_plugins.registry.manager import load_plugins
 from genhancer_plugins.recipe.schema import LoraSettings, load_recipe
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.training.engine import Run
+from genhancer_plugins.training.lora import apply_lora, has_lora, merge_lora
+from genhancer_plugins.training.stage import configure_trainable
 
 VISION = tiny_encoder_config()["vision"]
 TEXT = tiny_encoder_config()["text"]

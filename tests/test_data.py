@@ -7,13 +7,13 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from helpers import TINY, run_recipe, write_recipe
 from genhancer_datasets.common import crop_box, random_resized_crop
 from genhancer_datasets.image_folder import ImageFolder
 from genhancer_datasets.params import ImageFolderParams, WebDatasetParams
 from genhancer_datasets.webdataset import WebDataset
+from helpers import TINY, run_recipe, write_recipe
+from PIL import Image
+
 from genhancer_plugins.util.errors import RunError
 
 

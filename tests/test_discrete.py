@@ -4,16 +4,16 @@ import json
 
 import pytest
 import torch
-
-from helpers import ROOT, TINY, run_recipe, write_recipe
 from genhancer_discrete.params import PerceiverParams, VQParams
 from genhancer_discrete.perceiver import PerceiverDenoiser
 from genhancer_discrete.vq import build_vq
-from genhancer_plugins.recipe.build import build_models, resolve_components
+from helpers import ROOT, TINY, run_recipe, write_recipe
+
 from genhancer_plugins.commands.plan import make_plan
 from genhancer_plugins.interfaces import Condition, TargetSpec
-from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.build import build_models, resolve_components
 from genhancer_plugins.recipe.schema import load_recipe
+from genhancer_plugins.registry.manager import load_plugins
 
 TINY_VQ = {
     "block_out_channels": [8, 8, 8, 8], "down_block_types": ["DownEncoderBlock2D"] * 4,

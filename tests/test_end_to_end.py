@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from safetensors.torch import load_file
 
-from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_plugins import hookimpl
 from genhancer_plugins.util.errors import RunError
 
@@ -86,9 +86,9 @@ def test_export_reloads_with_plain_transformers_and_matches_training(finished_ru
 def test_the_export_changed_the_encoder(finished_run, tmp_path):
     """Stage 2 really trained the encoder: the export differs from the original weights."""
     out, _, _ = finished_run
+    from genhancer_hf_encoders import _presets
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
-    from genhancer_hf_encoders import _presets
 
     torch.manual_seed(0)  # the run's seed: identical random initialisation
     original = build_encoder("clip", HFEncoderParams(**_presets()["clip"]["tiny"]))

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_evaluators.mmvp import BenchmarkError, MMVPEvaluator, load_benchmark
 from genhancer_evaluators.params import MMVPParams, RetrievalParams, ZeroShotParams
 from genhancer_evaluators.retrieval import RetrievalEvaluator
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_evaluators.zeroshot import ZeroShotEvaluator
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
+from PIL import Image
+
 from genhancer_plugins.cli import main
 from genhancer_plugins.evaluation.runner import run_evaluation
 
@@ -229,12 +229,10 @@ def test_siglip_is_scored_with_its_own_scale_and_bias(tmp_path):
 
 
 def test_vision_only_model_borrows_the_text_tower_named(tmp_path):
-    from transformers import CLIPVisionModelWithProjection
+    from transformers import CLIPModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from genhancer_plugins.registry.loaders import load_image_text_model
     from genhancer_plugins.registry.manager import load_plugins
-
-    from transformers import CLIPModel, CLIPVisionConfig
 
     full = _save_encoder("clip", tmp_path / "full")
     whole = CLIPModel.from_pretrained(full)

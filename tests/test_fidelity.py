@@ -6,21 +6,21 @@ import re
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
-
-from genhancer_plugins.training.stage import configure_trainable
-from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams
 from genhancer_flux.params import RectifiedFlowParams
 from genhancer_flux.rectified_flow import RectifiedFlowDenoiser, latent_position_ids
-from genhancer_plugins.commands.plan import make_plan
+from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
+from safetensors import safe_open
+from safetensors.torch import load_file
+
 from genhancer_plugins.cli import main
-from genhancer_plugins.training.engine import Run
+from genhancer_plugins.commands.plan import make_plan
 from genhancer_plugins.interfaces import Condition, ConditionSpec, EncoderOutput, EncoderSpec, TargetSpec
-from genhancer_plugins.registry.manager import load_plugins
 from genhancer_plugins.recipe.schema import load_recipe
+from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.training.engine import Run
+from genhancer_plugins.training.stage import configure_trainable
 
 PAPER = ROOT / "recipes" / "paper" / "clip_l14_224.yaml"
 
@@ -220,12 +220,11 @@ def test_flux_positions_change_the_prediction_and_differing_rows_run_per_sample(
 
 # -- 5. image processors -----------------------------------------------------
 def test_image_processors_are_pinned_to_the_pil_backend(tmp_path, monkeypatch):
-    from transformers import AutoImageProcessor
-
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.image_text import load_image_text_model
     from genhancer_hf_encoders.params import HFEncoderParams
     from genhancer_hf_encoders.processors import backend_of
+    from transformers import AutoImageProcessor
     from transformers.image_processing_backends import PilBackend
 
     source = tmp_path / "clip"

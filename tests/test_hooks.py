@@ -5,10 +5,10 @@ nothing but the hook payloads."""
 import json
 
 import pytest
+from helpers import TINY, fake_distribution, genhancer, write_recipe
 
 from genhancer_plugins import hookimpl, load_plugins
 from genhancer_plugins.testing import run_recipe, tiny_recipe
-from helpers import TINY, fake_distribution, genhancer, write_recipe
 
 FAST = {**TINY, "stage1": {"steps": 2, "learning_rate": 1e-3}, "stage2": {"steps": 2, "learning_rate": 1e-3}, "preview": {"images": 0}}
 LIFECYCLE = ("genhancer_run_start", "genhancer_stage_start", "genhancer_step_end", "genhancer_stage_end", "genhancer_export_end",
@@ -120,10 +120,11 @@ def test_genhancer_plugins_still_works_when_a_plugin_cannot_add_commands(tmp_pat
 
 
 def test_a_raising_model_loader_is_left_out_and_the_next_one_answers(tmp_path):
-    from genhancer_plugins import load_image_text_model
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
     from helpers import tiny_encoder_config
+
+    from genhancer_plugins import load_image_text_model
 
     build_encoder("clip", HFEncoderParams(config=tiny_encoder_config())).save_pretrained(tmp_path / "clip")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from PIL import Image
 
 from genhancer_plugins import load_plugins
-from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from llava_integration.benchmarks import (
     MMVPMLLMEvaluator,
     MMVPMLLMParams,
@@ -48,8 +48,8 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def tiny_llava(tmp_path, corpus):
-    from llava_integration.params import LlavaSettings
     from llava_integration.build import build_llava
+    from llava_integration.params import LlavaSettings
 
     settings = LlavaSettings(language_model_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                                     "num_attention_heads": 2, "num_key_value_heads": 2,
@@ -230,10 +230,10 @@ def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, ca
 
 
 def test_llava_benchmarks_and_encoder_evaluators_are_not_mixed_up(tmp_path, capsys):
-    from genhancer_plugins.recipe.build import resolve_evaluators
     from genhancer_plugins.cli import main
-    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.recipe.build import resolve_evaluators
     from genhancer_plugins.recipe.schema import RecipeError, load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
 
     recipe = write_recipe(tmp_path, {**TINY, "eval": [{"name": "mmvp_mllm", "params": {"root": str(tmp_path)}}]})
     with pytest.raises(RecipeError, match=r"eval\.0\.name.*mmvp_mllm scores mllm models; `eval` lists evaluators of encoder models"):

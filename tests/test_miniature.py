@@ -7,12 +7,11 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-
-from helpers import ROOT
 from genhancer_miniature.components import PaletteTokenizer, PixelTokenizer, ShapesClassifier, ShapesDataset
 from genhancer_miniature.params import PaletteParams, PixelParams, ProbeParams, ShapesClassifierParams, ShapesDataParams
 from genhancer_miniature.probes import ShapesProbeEvaluator
 from genhancer_miniature.world import ATTRIBUTES, FINE, caption, pairs, render, scene_at
+from helpers import ROOT
 
 
 def test_scenes_are_deterministic_and_pairs_differ_in_exactly_one_attribute():

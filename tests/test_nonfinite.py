@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+from helpers import TINY, run_recipe, write_recipe
 
 from genhancer_plugins import RunError, hookimpl
-from helpers import TINY, run_recipe, write_recipe
 
 RECIPE = {**TINY, "train": {**TINY["train"], "checkpoint_every": 2}, "preview": {"images": 0}}
 
@@ -60,10 +60,11 @@ def test_the_skip_policy_skips_only_the_non_finite_steps(tmp_path):
 
 
 def test_an_encoder_with_non_finite_weights_is_never_exported(tmp_path):
-    from genhancer_plugins.training.export import export_encoder
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
     from helpers import tiny_encoder_config
+
+    from genhancer_plugins.training.export import export_encoder
 
     encoder = build_encoder("clip", HFEncoderParams(config=tiny_encoder_config()))
     with torch.no_grad():

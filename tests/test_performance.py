@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from helpers import ROOT, TINY, run_recipe, write_recipe
+
 from genhancer_plugins.cli import main
 
 FAST = {**TINY, "stage1": {"steps": 3, "learning_rate": 1e-3}, "stage2": {"steps": 3, "learning_rate": 1e-3}, "preview": {"images": 0}}
@@ -45,9 +45,9 @@ def test_frozen_encoder_cast_once_trains_exactly_like_autocast(tmp_path, fresh_a
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()
-    from genhancer_plugins.training.engine import Run
-    from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.training.engine import Run
 
     manager = load_plugins()
     run = Run(load_recipe(write_recipe(tmp_path, bf16, "b.yaml"), manager=manager), manager, tmp_path / "b", show_progress=False)
@@ -155,9 +155,9 @@ def test_the_cache_needs_fixed_crops(tmp_path, capsys):
 
 
 def test_bench_builds_the_encoder_a_pretrainer_would_produce(capsys):
-    from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.commands.plan import make_plan
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
 
     recipe = ROOT / "recipes" / "experiments" / "main.yaml"
     assert main(["bench", str(recipe), "--dry", "--json"]) == 0

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, TINY, fake_distribution, write_recipe
 
 GENHANCER = [sys.executable, "-m", "genhancer_plugins.cli"]

@@ -1,11 +1,11 @@
 
 import pytest
-
 from helpers import ROOT, TINY, write_recipe
-from genhancer_plugins.recipe.build import resolve_components
+
 from genhancer_plugins.commands.plan import make_plan
-from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.build import resolve_components
 from genhancer_plugins.recipe.schema import RecipeError, load_recipe
+from genhancer_plugins.registry.manager import load_plugins
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,6 @@ def test_plan_counts_trainable_parameters_per_stage(tiny_recipe, manager):
 
 def test_the_readme_recipe_example_is_a_valid_recipe(tmp_path):
     import yaml
-
     from helpers import ROOT
 
     block = (ROOT / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]

@@ -2,10 +2,10 @@
 
 
 import pytest
+from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
+from helpers import TINY, run_recipe, write_recipe
 from PIL import Image
 
-from helpers import TINY, run_recipe, write_recipe
-from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
 from genhancer_plugins.cli import main
 from genhancer_plugins.training.reconstruct import HEADER
 

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from genhancer_flux.params import RectifiedFlowParams, TimestepSampling
 from genhancer_flux.rectified_flow import (
     RectifiedFlowDenoiser,
@@ -11,6 +10,7 @@ from genhancer_flux.rectified_flow import (
     sample_timesteps,
     unpack_latents,
 )
+
 from genhancer_plugins.interfaces import Condition, TargetSpec
 
 TINY = dict(num_layers=1, num_single_layers=2, attention_head_dim=16, num_attention_heads=2,

@@ -5,7 +5,6 @@ component, and a forecast of the real job."""
 import json
 
 import pytest
-
 from helpers import ROOT, TINY, fake_distribution, genhancer, write_recipe
 
 

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from PIL import Image
 
-from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_plugins.cli import main
 from genhancer_plugins.util.errors import RunError
 
@@ -320,6 +320,7 @@ def test_validate_warns_about_missing_data_and_shows_remote_code(tmp_path, capsy
 def test_the_probe_table_has_a_legend_and_flags_a_global_semantics_drop():
     from genhancer_miniature.params import ProbeParams
     from genhancer_miniature.probes import ShapesProbeEvaluator
+
     from genhancer_plugins.evaluation.runner import EvalResult
 
     evaluator = ShapesProbeEvaluator(ProbeParams())
@@ -332,11 +333,10 @@ def test_the_probe_table_has_a_legend_and_flags_a_global_semantics_drop():
 
 @pytest.mark.slow
 def test_pretraining_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
-    from safetensors.torch import load_file
-
     import genhancer_miniature.components as components
     from genhancer_miniature.components import ShapesClassifier
     from genhancer_miniature.params import ShapesClassifierParams
+    from safetensors.torch import load_file
 
     params = ShapesClassifierParams(image_size=32, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, steps=200, batch_size=8)
     whole = ShapesClassifier(params).encoder_params(tmp_path / "a", lambda m: None)

@@ -4,9 +4,8 @@ import io
 
 import pytest
 import torch
-
-from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
+from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
 
 SENTENCES = [
     "a photo of a red circle", "two blue squares on the left", "the green triangle points up",
@@ -30,10 +29,9 @@ def sentencepiece_model(path):
 
 def save_siglip(directory):
     """A random tiny SiglipModel with a SentencePiece SiglipTokenizer, saved as a hub checkpoint is laid out."""
-    from transformers import SiglipTokenizer
-
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
+    from transformers import SiglipTokenizer
 
     torch.manual_seed(0)
     config = tiny_encoder_config("siglip")  # its text tower has 64 ids, more than the SentencePiece model uses
@@ -46,10 +44,9 @@ def save_siglip(directory):
 
 
 def test_siglip_checkpoint_loads_its_sentencepiece_tokenizer(tmp_path):
-    from transformers import SiglipTokenizer
-
     from genhancer_hf_encoders.encoders import build_encoder
     from genhancer_hf_encoders.params import HFEncoderParams
+    from transformers import SiglipTokenizer
 
     source = save_siglip(tmp_path / "siglip")
     encoder = build_encoder("siglip", HFEncoderParams(source=str(source)))  # the hub-id code path, on a directory
@@ -59,8 +56,8 @@ def test_siglip_checkpoint_loads_its_sentencepiece_tokenizer(tmp_path):
 
 def test_a_missing_tokenizer_library_is_one_clear_error(tmp_path, monkeypatch):
     import transformers
-
     from genhancer_hf_encoders.processors import load_tokenizer
+
     from genhancer_plugins.util.errors import RunError
 
     source = save_siglip(tmp_path / "siglip")

@@ -2,17 +2,17 @@
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
-from helpers import ROOT, TINY, run_recipe, write_recipe
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams, ClsParams
+from helpers import ROOT, TINY, run_recipe, write_recipe
+from safetensors.torch import load_file
+
 from genhancer_plugins import hookimpl
-from genhancer_plugins.recipe.build import build_models, resolve_components
 from genhancer_plugins.commands.plan import make_plan
 from genhancer_plugins.interfaces import Condition, ConditionSpec, EncoderOutput, EncoderSpec
-from genhancer_plugins.registry.manager import load_plugins
+from genhancer_plugins.recipe.build import build_models, resolve_components
 from genhancer_plugins.recipe.schema import RecipeError, load_recipe
+from genhancer_plugins.registry.manager import load_plugins
 
 ENC = EncoderSpec(global_dim=24, local_dim=32, num_local_tokens=16, image_size=32)
 COND = ConditionSpec(pooled_dim=12, token_dim=20)

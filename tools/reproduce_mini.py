@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mini_page import (SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats,  # noqa: E402
-                       sweep_reading, twin_section)
+from mini_page import SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats, sweep_reading, twin_section  # noqa: E402
 
 EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune"]
 #: Experiments that change stage 2 only. Like the sweep's points, they start stage 2 from main's stage 1 of the
@@ -62,9 +61,9 @@ CLAIMS = [
 def run_experiments(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
                     log: Callable[[str], None], sweep: dict[str, list[str]] | None = None) -> dict[str, dict[int, Path]]:
     """Every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every seed."""
-    from genhancer_plugins.training.engine import Run
-    from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.training.engine import Run
 
     manager = load_plugins()
     done: dict[str, dict[int, Path]] = {}
@@ -91,6 +90,7 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
     """Probe metrics of one encoder, cached in ``target``."""
     from genhancer_miniature.params import ProbeParams
     from genhancer_miniature.probes import ShapesProbeEvaluator
+
     from genhancer_plugins import load_image_text_model
     from genhancer_plugins.registry.manager import load_plugins
 
@@ -107,11 +107,11 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
 def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str], log: Callable[[str], None],
              images: int = 400, eval_pairs: int = 10, tower: str = "main") -> dict[int, dict[str, Any]]:
     """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored."""
-    from genhancer_plugins.training.engine import Run
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.recipe.schema import load_recipe
-
     from genhancer_miniature.twin import write_twin_data
+
+    from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.training.engine import Run
 
     data = runs / "twin-data"
     if not (data / "eval.jsonl").is_file():

@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from genhancer_plugins.recipe.build import build_models, cache_root, plan_pretrainer, resolve_components, resolve_evaluators
+from genhancer_plugins.recipe.schema import STAGE1, STAGE2, LoadedRecipe
 from genhancer_plugins.registry.components import OfflineUnknown
 from genhancer_plugins.registry.manager import PluginManager
-from genhancer_plugins.recipe.schema import STAGE1, STAGE2, LoadedRecipe
 from genhancer_plugins.util.memory import memory_estimates
 
 

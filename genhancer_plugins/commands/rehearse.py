@@ -130,13 +130,13 @@ def rehearsal_recipe(loaded: Any, manager: Any, directory: Path, steps: int, dep
 def forecast(loaded: Any, manager: Any, gpus: int, peak_tflops: float, mfu: float) -> list[dict[str, Any]]:
     """Per GenHancer stage of the real recipe: steps, FLOPs per step (counted on the meta device at
     full depth), GPU-hours at ``mfu`` of ``peak_tflops``, and validate's per-GPU memory estimate."""
+    import torch
+
     from genhancer_plugins.commands.bench import count_flops, random_weight_components
     from genhancer_plugins.commands.plan import make_plan
     from genhancer_plugins.registry.components import construction_device
     from genhancer_plugins.training.model import build_model
     from genhancer_plugins.training.stage import enter_stage
-
-    import torch
 
     recipe = loaded.recipe
     plan = make_plan(loaded, manager, None)

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.recipe.files import flatten
 from genhancer_plugins.recipe.schema import STAGES
+from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.tables import markdown_table
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.registry.components import Params
-from genhancer_plugins.util.errors import RecipeError
-from genhancer_plugins.registry.manager import ComponentNotFound, PluginManager, RegisteredComponent
 from genhancer_plugins.recipe.schema import ComponentRef, LoadedRecipe
+from genhancer_plugins.registry.components import Params
+from genhancer_plugins.registry.manager import ComponentNotFound, PluginManager, RegisteredComponent
+from genhancer_plugins.util.errors import RecipeError
 
 SECTIONS = {"encoder": "encoder", "conditioner": "conditioner", "tokenizer": "tokenizer", "denoiser": "denoiser", "data": "dataset"}
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
 
+from genhancer_plugins.recipe.files import apply_override, deep_update, dump_yaml, load_chain, load_yaml, parse_override  # noqa: F401  (re-exported)
 from genhancer_plugins.registry.components import Params
 from genhancer_plugins.util.errors import RecipeError
-from genhancer_plugins.recipe.files import load_chain, apply_override, deep_update, dump_yaml, load_yaml, parse_override  # noqa: F401  (re-exported)
 
 
 class _Strict(BaseModel):

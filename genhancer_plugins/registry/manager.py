@@ -126,6 +126,7 @@ class PluginManager:
                 continue
             for spec in [spec for answer in answers for spec in (answer or [])]:
                 self._add(spec, self.sources[name])
+        self.warnings += [self._clash_message(kind, name) for kind, names in self.clashes.items() for name in names]
 
     def _add(self, spec: ComponentSpec, source: PluginSource) -> None:
         if not isinstance(spec, ComponentSpec) or spec.kind not in self.components:
@@ -142,8 +143,6 @@ class PluginManager:
             return
         for registered in clashes[spec.name]:
             table[f"{registered.source.distribution}:{spec.name}"] = registered
-        if len(clashes[spec.name]) == 2 or new.source.distribution == clashes[spec.name][0].source.distribution:
-            self.warnings.append(self._clash_message(spec.kind, spec.name))
 
     def _clash_message(self, kind: str, name: str) -> str:
         entries = self.clashes[kind][name]

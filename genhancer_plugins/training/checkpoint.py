@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from genhancer_plugins.util.files import save_tensors, write_json
 from genhancer_plugins.training.sharding import full, placed_like
+from genhancer_plugins.util.files import save_tensors, write_json
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.safetensors"

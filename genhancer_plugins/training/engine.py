@@ -24,19 +24,19 @@ from typing import Any
 import torch
 
 from genhancer_plugins import __version__
+from genhancer_plugins.events import ExportInfo, RunInfo
+from genhancer_plugins.interfaces import PhaseContext, count_parameters
 from genhancer_plugins.recipe.build import resolve_components, resolve_evaluators
+from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe, dump_yaml
+from genhancer_plugins.registry.manager import PluginManager, PluginSource
 from genhancer_plugins.training.callbacks import PLUGIN_NAME, EngineCallbacks
 from genhancer_plugins.training.context import TrainingContext, probe_images
-from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.events import ExportInfo, RunInfo
-from genhancer_plugins.util.files import write_json
-from genhancer_plugins.interfaces import PhaseContext, count_parameters
-from genhancer_plugins.registry.manager import PluginManager, PluginSource
 from genhancer_plugins.training.model import GenHancerModel, build_model
-from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe, dump_yaml
-from genhancer_plugins.training.rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, record_recipe, recipe_changes
+from genhancer_plugins.training.rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, recipe_changes, record_recipe
 from genhancer_plugins.training.stage import StageResult, StageTrainer
 from genhancer_plugins.util.dtypes import torch_dtype
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import write_json
 from genhancer_plugins.util.tables import difference
 
 OUTPUT_ENTRIES = (*STAGES, "cache", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)

@@ -11,11 +11,11 @@ from typing import Any, Callable
 import torch
 
 from genhancer_plugins import __version__
-from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.util.files import respect_umask, write_json
 from genhancer_plugins.interfaces import Encoder
 from genhancer_plugins.training.lora import merge_lora
 from genhancer_plugins.util.dtypes import torch_dtype
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import respect_umask, write_json
 
 EXPORT_TOLERANCE = 1e-4
 

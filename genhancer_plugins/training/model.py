@@ -9,13 +9,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from genhancer_plugins.interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
 from genhancer_plugins.recipe.build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
+from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe
+from genhancer_plugins.registry.manager import PluginManager
+from genhancer_plugins.training.anchor import Anchor
 from genhancer_plugins.training.checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
 from genhancer_plugins.util.errors import RunError
-from genhancer_plugins.interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
-from genhancer_plugins.registry.manager import PluginManager
-from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe
-from genhancer_plugins.training.anchor import Anchor
 
 
 def _unmarked(part: str) -> None:
@@ -140,8 +140,8 @@ def load_trained_model(run_dir: str | Path, manager: PluginManager, stage: str |
     ``train_missing=False``: a pretrained encoder missing from the cache is an error."""
     from safetensors import safe_open
 
-    from genhancer_plugins.training.lora import apply_lora
     from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.training.lora import apply_lora
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.recipe.files import flatten
+from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import write_text
 
 LOCK_FILE = ".genhancer.lock"

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 #: Methods besides ``forward`` through which the engine runs a component (the Denoiser interface's).
 ENTRY_METHODS = ("loss", "sample")
 

@@ -25,21 +25,27 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from genhancer_plugins.training.checkpoint import (STATE_FILE, WEIGHTS_FILE, gathered_tensors, list_checkpoints, load_checkpoint, load_weights,
-                                                   prune_checkpoints, save_checkpoint)
-from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.events import StageInfo, StepInfo
-from genhancer_plugins.util.files import respect_umask, save_tensors, write_json
-from genhancer_plugins.training.lora import apply_lora, has_lora, mark_lora_trainable
+from genhancer_plugins.recipe.schema import STAGE1, STAGE2, STAGES, Recipe, StageSettings
 from genhancer_plugins.training.anchor import anchor_reference, frozen_in_compute_dtype, make_anchor
 from genhancer_plugins.training.cache import cached_inputs
-from genhancer_plugins.util.seeds import step_seed
+from genhancer_plugins.training.checkpoint import (
+    STATE_FILE,
+    WEIGHTS_FILE,
+    gathered_tensors,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from genhancer_plugins.training.context import TrainingContext
+from genhancer_plugins.training.lora import apply_lora, has_lora, mark_lora_trainable
 from genhancer_plugins.training.model import GenHancerModel, collate
 from genhancer_plugins.training.sharding import full
-from genhancer_plugins.recipe.schema import STAGE1, STAGE2, STAGES, Recipe, StageSettings
-
-
+from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.files import respect_umask, save_tensors, write_json
+from genhancer_plugins.util.seeds import step_seed
 
 #: What reading a torn or truncated checkpoint raises (JSONDecodeError is a ValueError).
 UNREADABLE = (OSError, ValueError, KeyError, SafetensorError)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator, MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy, pair_accuracy, read_json
+from .common import Item, accuracy, ask_all, pair_accuracy, read_json
 from .params import HallusionParams
 
 

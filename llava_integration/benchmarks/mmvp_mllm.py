@@ -6,12 +6,10 @@ import csv
 import re
 from pathlib import Path
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator, MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy, pair_accuracy
+from .common import Item, accuracy, ask_all, pair_accuracy
 from .params import MMVPMLLMParams
-
 
 OPTION = re.compile(r"\(([a-z])\)\s*([^()]+)", re.IGNORECASE)
 

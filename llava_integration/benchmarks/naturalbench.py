@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator, MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy
+from .common import Item, accuracy, ask_all
 from .params import NaturalBenchParams
-
 
 #: NaturalBench's own instruction after each question, by question type
 NATURALBENCH_SUFFIX = {"yes_no": "Please answer Yes or No.",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator, MultipleChoiceModel
 
 from .common import Item, accuracy, ask_all, read_jsonl
 from .params import POPEParams

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import MultipleChoiceModel
+from genhancer_plugins import EvalResult, Evaluator, MultipleChoiceModel
 
-from .common import Item, ask_all, accuracy, read_json
+from .common import Item, accuracy, ask_all, read_json
 from .params import ScienceQAParams
-
 
 #: LLaVA's --single-pred-prompt instruction
 SCIENCE_QA_INSTRUCTION = "Answer with the option's letter from the given choices directly."

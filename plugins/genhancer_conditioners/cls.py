@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from genhancer_plugins import Condition, ConditionSpec, Conditioner, EncoderOutput, EncoderSpec
+from genhancer_plugins import Condition, Conditioner, ConditionSpec, EncoderOutput, EncoderSpec
 
 from .params import ClsLocalParams, ClsParams
 

@@ -12,7 +12,6 @@ from PIL import Image
 
 from genhancer_plugins import to_rgb, to_tensor  # noqa: F401  (to_tensor: re-exported for the datasets)
 
-
 CROP_RATIO = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
 

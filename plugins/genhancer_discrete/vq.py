@@ -7,8 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins import OfflineUnknown, construction_device
-from genhancer_plugins import TargetSpec, ImageTokenizer
+from genhancer_plugins import ImageTokenizer, OfflineUnknown, TargetSpec, construction_device
 
 from .params import VQParams
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import torch
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import ImageTextModel
+from genhancer_plugins import EvalResult, Evaluator, ImageTextModel
 
 from .common import embed_in_batches, open_rgb
 from .params import ZeroShotParams

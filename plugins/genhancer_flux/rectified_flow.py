@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genhancer_plugins import construction_device
-from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec
+from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec, construction_device
 
 from .params import RectifiedFlowParams, TimestepSampling
 

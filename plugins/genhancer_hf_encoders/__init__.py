@@ -8,7 +8,6 @@ from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl, load_presets
 
-
 #: the transformer stacks a rehearsal may shorten (both towers)
 DEPTH = ("config.vision.num_hidden_layers", "config.text.num_hidden_layers")
 

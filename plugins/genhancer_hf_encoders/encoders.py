@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins import OfflineUnknown, construction_device
-from genhancer_plugins import save_tensors
-from genhancer_plugins import Encoder, EncoderOutput, EncoderSpec
+from genhancer_plugins import Encoder, EncoderOutput, EncoderSpec, OfflineUnknown, construction_device, save_tensors
 
 from .families import FAMILIES, Family, model_class_for, transformers_class
 from .params import HFEncoderParams

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins import (ImageTokenizer, Pretrainer, RunError, TargetSpec, checkpoint_complete, load_checkpoint, save_checkpoint,
-                               to_tensor)
+from genhancer_plugins import ImageTokenizer, Pretrainer, RunError, TargetSpec, checkpoint_complete, load_checkpoint, save_checkpoint, to_tensor
 
 from .params import PaletteParams, PixelParams, ShapesClassifierParams, ShapesDataParams
 from .world import ATTRIBUTES, render, scene_at
@@ -62,8 +61,8 @@ class ShapesClassifier(Pretrainer):
         return {"source": str(target), "config": None}
 
     def _train(self, target: Path, log: Callable[[str], None]) -> None:
-        from safetensors.torch import save_file
         import transformers
+        from safetensors.torch import save_file
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         p = self.params

@@ -18,8 +18,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from genhancer_plugins import EvalResult, Evaluator
-from genhancer_plugins import ImageTextModel
+from genhancer_plugins import EvalResult, Evaluator, ImageTextModel
 
 from .params import ProbeParams
 from .world import ATTRIBUTES, FINE, pairs, render, scene_at

@@ -4,9 +4,9 @@
 
 import json
 
-from genhancer_plugins.testing import check_components, check_denoiser, run_recipe, tiny_recipe
-
 from genhancer_toy_denoiser import phase, plugin
+
+from genhancer_plugins.testing import check_components, check_denoiser, run_recipe, tiny_recipe
 
 
 def test_the_registrations_are_valid():
