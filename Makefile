@@ -23,19 +23,20 @@ env: $(STAMP)
 # CLIP" once (cached in ~/.cache/genhancer), runs GenHancer on it and prints
 # the original vs enhanced probe table with its legend. Interrupted? `make demo`
 # again continues where it stopped; `make demo-again` starts over.
+# The run prints the table when it finishes; a finished demo prints it again here.
+demo: export GENHANCER_RESUME_HINT = make demo
 demo: $(STAMP)
 	@if [ -f $(DEMO_DIR)/run.json ] && grep -q '"completed": true' $(DEMO_DIR)/run.json; then \
-		echo "The demo already ran in $(DEMO_DIR) (make demo-again starts over)."; \
+		echo "The demo already ran in $(DEMO_DIR) (make demo-again starts over):"; \
+		echo; cat $(DEMO_DIR)/eval/shapes_probe/table.txt; \
 	elif [ -d $(DEMO_DIR) ]; then \
 		$(VENV)/bin/genhancer run recipes/experiments/main.yaml --output-dir $(DEMO_DIR) --resume; \
 	else \
 		$(VENV)/bin/genhancer run recipes/experiments/main.yaml --output-dir $(DEMO_DIR); \
 	fi
 	@echo
-	@cat $(DEMO_DIR)/eval/shapes_probe/table.txt
-	@echo
 	@echo "Demo finished."
-	@echo "  original vs enhanced:                   $(DEMO_DIR)/eval/shapes_probe/table.txt (and shapes_probe.png)"
+	@echo "  original vs enhanced:                   $(DEMO_DIR)/eval/shapes_probe/table.txt (and shapes_probe.png: accuracies, chance, differences)"
 	@echo "  enhanced encoder (Hugging Face layout): $(DEMO_DIR)/export"
 	@echo "  reconstructions:                        $(DEMO_DIR)/stage1/reconstructions.png, $(DEMO_DIR)/stage2/reconstructions.png"
 	@echo "      (they look like coloured noise with faint blobs where the shapes are, and that is expected: a tiny"

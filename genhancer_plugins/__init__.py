@@ -52,6 +52,7 @@ _HOMES = {
     "RecipeError": "util.errors", "RunError": "util.errors",
     "respect_umask": "util.files", "save_tensors": "util.files", "write_json": "util.files", "write_text": "util.files",
     "to_rgb": "util.images", "to_tensor": "util.images", "memory_estimates": "util.memory",
+    "loading_from": "util.hub", "model_source_problem": "util.hub", "shared_lock": "util.locks",
     "difference": "util.tables", "markdown_table": "util.tables", "text_table": "util.tables",
     "checkpoint_complete": "training.checkpoint", "list_checkpoints": "training.checkpoint",
     "load_checkpoint": "training.checkpoint", "save_checkpoint": "training.checkpoint",
@@ -116,6 +117,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from genhancer_plugins.training.checkpoint import checkpoint_complete, list_checkpoints, load_checkpoint, save_checkpoint
     from genhancer_plugins.util.errors import RecipeError, RunError
     from genhancer_plugins.util.files import respect_umask, save_tensors, write_json, write_text
+    from genhancer_plugins.util.hub import loading_from, model_source_problem
     from genhancer_plugins.util.images import to_rgb, to_tensor
+    from genhancer_plugins.util.locks import shared_lock
     from genhancer_plugins.util.memory import memory_estimates
     from genhancer_plugins.util.tables import difference, markdown_table, text_table

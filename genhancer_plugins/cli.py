@@ -68,12 +68,17 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars: plain log lines instead")
     run.set_defaults(handler=cmd_run)
 
-    validate = sub.add_parser("validate", help="check a recipe and print the resolved plan (no training, no downloads)",
+    validate = sub.add_parser("validate", help="check a recipe and its inputs, and print the resolved plan (no training, no downloads)",
                               description="Validate a recipe and print every component, parameter counts, trainable parameters "
-                                          "per stage, schedule, precision, data and downstream phases.")
+                                          "per stage, schedule, precision, data and downstream phases; then check every phase's "
+                                          "inputs (data, image folders, benchmarks, models, output and cache locations) as "
+                                          "`genhancer run` does before it starts. Exit status: 0 ready, 1 inputs not ready, "
+                                          "2 the recipe is wrong.")
     add_recipe_args(validate)
     validate.add_argument("--output-dir", "-o", help="output directory to report (default: the recipe's)")
     validate.add_argument("--json", action="store_true", help="machine-readable output")
+    validate.add_argument("--recipe-only", action="store_true",
+                          help="check the recipe alone, not its inputs (data, benchmarks, models; exit 1 when one is not ready)")
     validate.set_defaults(handler=cmd_validate)
 
     ev = sub.add_parser("eval", help="run one evaluator on any number of models, side by side",
@@ -100,6 +105,7 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
                          description="Write REPORT_DIR/report.md (and losses.png) from one or more run directories.")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--output", "-o", default="genhancer-report", help="report directory (default: genhancer-report)")
+    rep.add_argument("--overwrite", action="store_true", help="replace a report already in --output")
     rep.set_defaults(handler=cmd_report)
 
     bench = sub.add_parser(
@@ -192,14 +198,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     manager = args.manager
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
-    plan = make_plan(loaded, manager, args.output_dir)
+    plan = make_plan(loaded, manager, args.output_dir, check_inputs=not args.recipe_only)
     print(json.dumps(plan, indent=2) if args.json else render_plan(plan))
-    return 0
+    return 1 if plan.get("input_problems") else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from genhancer_plugins.commands.bench import render_bench, run_bench
     from genhancer_plugins.recipe.schema import STAGES, load_recipe
+    from genhancer_plugins.util.devices import resolve_device
     from genhancer_plugins.util.errors import RecipeError
 
     manager = args.manager
@@ -214,7 +221,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise RecipeError(f"--stages takes {', '.join(STAGES)} and --batch-sizes positive integers")
     log = (lambda message: None) if args.json else (lambda message: print(f"[genhancer] {message}", flush=True))
     result = run_bench(loaded, manager, batch_sizes, stages, steps=args.steps, warmup=args.warmup, dry=args.dry,
-                       device=args.device, peak_tflops=args.peak_tflops, log=log)
+                       device=None if args.dry else resolve_device(args.device), peak_tflops=args.peak_tflops, log=log)
     print(json.dumps(result, indent=2) if args.json else render_bench(result))
     return 0
 
@@ -263,8 +270,8 @@ def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> A
                           "(see `genhancer plugins` for which command takes it)")
     values: dict[str, Any] = {}
     for text in texts:
-        keys, value = parse_override(text)
-        apply_override(values, {}, keys, value)
+        keys, value = parse_override(text, option="--param/-p", example="root=data/MMVP_VLM")
+        apply_override(values, {}, keys, value, option="--param/-p")
     try:
         params = registered.spec.params.model_validate(values)
     except ValidationError as exc:
@@ -280,8 +287,10 @@ def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, s
     """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
     ``scores`` models and print the side-by-side table."""
     from genhancer_plugins.evaluation.runner import run_evaluation
+    from genhancer_plugins.util.devices import resolve_device
     from genhancer_plugins.util.errors import RunError
 
+    device = resolve_device(args.device)
     evaluator = build_evaluator(args.manager, args.name, args.params, scores)
     output = Path(args.output)
     if output.is_dir() and any(output.iterdir()) and not args.overwrite:
@@ -289,9 +298,6 @@ def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, s
     if args.labels and len(args.labels) != len(args.models):
         raise RunError(f"{len(args.labels)} --label for {len(args.models)} --model")
     labels = args.labels or model_labels(args.models)
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = {label: load(source, label, device) for label, source in zip(labels, args.models)}
     _, table = run_evaluation(evaluator, models, output, reference=labels[0])
     print(table)
@@ -314,8 +320,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from genhancer_plugins.training.model import load_trained_model
     from genhancer_plugins.training.reconstruct import check_images, load_images, reconstruct, save_grid
-    from genhancer_plugins.util.errors import RunError
+    from genhancer_plugins.util.errors import RecipeError, RunError
 
+    if args.steps < 1:
+        raise RecipeError(f"--steps {args.steps}: sampling needs at least 1 step (default 20)")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise RunError(f"image not found: {missing[0]}")
@@ -337,7 +345,10 @@ IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
 
 def cmd_report(args: argparse.Namespace) -> int:
     from genhancer_plugins.commands.report import write_report
+    from genhancer_plugins.util.errors import RunError
 
+    if (Path(args.output) / "report.md").exists() and not args.overwrite:
+        raise RunError(f"{Path(args.output) / 'report.md'} exists; pass --overwrite to replace it or choose another --output")
     path = write_report([Path(r) for r in args.runs], Path(args.output))
     print(f"report: {path}")
     return 0
@@ -348,21 +359,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     from genhancer_plugins.training.engine import Run
 
     manager = args.manager
+    if args.no_progress:  # every bar, also those of libraries and plugins (tqdm reads it for its defaults)
+        os.environ["TQDM_DISABLE"] = "1"
     loaded = load_recipe(args.recipe, args.overrides, manager=manager)
     output_dir = args.output_dir or loaded.recipe.output_dir
     if not output_dir:
         raise SystemExit(f"genhancer: error: {args.recipe}: no output_dir in the recipe; pass --output-dir")
+    if args.resume and not Path(output_dir).is_dir():
+        from genhancer_plugins.util.errors import RunError
+
+        raise RunError(f"--resume: {output_dir} does not exist, so there is no run to continue; leave out --resume to start one there")
     for failure in manager.failures:
         print(f"warning: {failure.message()}", file=sys.stderr)
     for warning in manager.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     run = Run(loaded, manager, output_dir, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
-    summary = run.execute()
+    try:
+        summary = run.execute()
+    except KeyboardInterrupt:  # Ctrl-C: one line saying where it stopped and how to go on, not a traceback
+        if run.accelerator is None or run.accelerator.is_main_process:
+            print(f"\ngenhancer: interrupted {run.where()}; continue with: {resume_command(args, output_dir)}", file=sys.stderr)
+        return 130
     if run.accelerator.is_main_process:
         print(f"[genhancer] run summary: {os.path.join(output_dir, 'run.json')}")
         if summary.get("export"):
             print(f"[genhancer] enhanced encoder: {summary['export']['directory']}")
     return 0
+
+
+def resume_command(args: argparse.Namespace, output_dir: str) -> str:
+    """The command that continues an interrupted run (``GENHANCER_RESUME_HINT``, set by ``make demo``, names its own)."""
+    import shlex
+
+    command = ["genhancer", *(f"--disable-plugin={name}" for name in args.disable), "run", args.recipe,
+               *(part for text in args.overrides for part in ("--set", text)), "--output-dir", str(output_dir), "--resume",
+               *(["--no-progress"] if args.no_progress else [])]
+    hint = os.environ.get("GENHANCER_RESUME_HINT")
+    return shlex.join(command) + (f" (or: {hint})" if hint else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,7 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--disable-plugin", dest="disable", action="append", default=[])
     known, _ = early.parse_known_args(argv)
-    manager = load_plugins(disable=known.disable)  # before parsing: plugins add commands
+    from genhancer_plugins.util.errors import RecipeError, RunError
+
+    try:
+        manager = load_plugins(disable=known.disable)  # before parsing: plugins add commands
+    except RecipeError as exc:  # e.g. --disable-plugin with a name no plugin has
+        print(f"genhancer: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser(manager)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -380,13 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.manager = manager
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from genhancer_plugins.util.errors import RecipeError, RunError
-
     try:
         return args.handler(args)
     except (RecipeError, RunError) as exc:  # the user's input, missing files, offline models: one message, no traceback
         print(f"genhancer: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in any other command: one line, no traceback
+        print(f"\ngenhancer: {args.command} interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # a read-only or full disk, a missing permission
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"genhancer: error: {where}{exc.strerror or exc}", file=sys.stderr)

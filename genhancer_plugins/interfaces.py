@@ -278,6 +278,8 @@ class PhaseContext:
     wait_for_everyone: Any  #: () -> None
     #: the loaded plugins: ``load_vision_tower(context.plugins, source)``, ``plugins.get(kind, name)``
     plugins: Any = None
+    #: False under ``genhancer run --no-progress``: plain log lines through ``log``, no progress bars
+    show_progress: bool = True
 
 
 @dataclass
@@ -302,6 +304,13 @@ class DownstreamPhase(ABC):
     def plan(self) -> dict[str, Any]:
         """What ``genhancer validate`` shows for this phase (plain JSON values)."""
         return {}
+
+    def check(self, context: PhaseContext) -> list[str]:
+        """Before the run starts (``genhancer run`` refuses, ``genhancer validate`` exits 1): what is
+        missing or wrong in this phase's inputs (data files, image folders, benchmarks, models and
+        tokenizers that will not resolve), one line each naming the field and the path or id. Nothing
+        is trained yet: ``context.enhanced_encoder`` is None. Default: nothing to check."""
+        return []
 
     def forecast(self, gpus: int, encoder: EncoderSpec, encoder_parameters: int) -> list[dict[str, Any]]:
         """For ``genhancer rehearse``: the real job's cost, one row per training phase, as

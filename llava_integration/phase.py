@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from genhancer_plugins import DownstreamPhase, PhaseContext, RunError, difference, markdown_table
+from genhancer_plugins import DownstreamPhase, PhaseContext, RunError, difference, markdown_table, model_source_problem
 
 from .params import LlavaSettings
 
@@ -35,6 +35,38 @@ class LlavaPhase(DownstreamPhase):
             "eval": [ref.name for ref in s.eval],
         }
 
+    def check(self, context: PhaseContext) -> list[str]:
+        """Before the run: the data files and image folders of both phases, DeepSpeed configs, the
+        language model and the towers the recipe names, and every benchmark of ``llava.eval``."""
+        from .train import DEEPSPEED
+
+        s, problems = self.settings, []
+        for name in ("pretrain", "finetune"):
+            phase = getattr(s, name)
+            if phase is None:
+                continue
+            data = Path(phase.data).expanduser()
+            if not data.is_file():
+                problems.append(f"{name}.data: LLaVA data file {data} not found")
+            folder = Path(phase.image_folder).expanduser() if phase.image_folder else data.parent
+            if data.is_file() or phase.image_folder:
+                if not folder.is_dir():
+                    problems.append(f"{name}.image_folder: image folder {folder} not found")
+            config = phase.deepspeed or s.deepspeed
+            if config and config not in DEEPSPEED and not Path(config).is_file():
+                problems.append(f"{name}.deepspeed: {config} is neither zero2, zero3 nor a DeepSpeed config file")
+        for field in ("language_model", "tower", "original_tower"):
+            source = getattr(s, field)
+            problem = model_source_problem(source) if source else None
+            if problem:
+                problems.append(f"{field}: {problem}")
+        problems += [f"tokenizer_corpus: {path} not found" for path in s.tokenizer_corpus if not Path(path).is_file()]
+        try:
+            context.build_evaluators("llava.eval", s.eval, "mllm")
+        except (FileNotFoundError, ValueError, RunError) as exc:
+            problems.append(f"eval: {exc}")
+        return problems
+
     def forecast(self, gpus: int, encoder: Any, encoder_parameters: int) -> list[dict[str, Any]]:
         from .rehearsal import forecast_rows
 
@@ -53,11 +85,11 @@ class LlavaPhase(DownstreamPhase):
                 towers[label] = settings.original_tower or context.original_encoder()
         evaluators = context.build_evaluators("llava.eval", settings.eval, "mllm")
         return run_llava(settings, towers, context.output_dir, evaluators, context.seed, context.resume, context.log,
-                         context.plugins, context.is_main_process)
+                         context.plugins, context.is_main_process, context.show_progress)
 
 
 def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluators: list[Any], seed: int,
-              resume: bool, log: Callable[[str], None], plugins: Any, is_main: bool = True) -> dict[str, Any]:
+              resume: bool, log: Callable[[str], None], plugins: Any, is_main: bool = True, show_progress: bool = True) -> dict[str, Any]:
     """``towers``: label -> tower directory (loaded by ``plugins``' encoder plugins). Returns the
     ``llava`` part of run.json."""
     import torch
@@ -95,7 +127,8 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
             if dataset.skipped:
                 log(f"llava ({label} tower): {name}: skipped records {dict(dataset.skipped)}")
             phase = phase.model_copy(update={"deepspeed": phase.deepspeed or settings.deepspeed})
-            phase_summaries[name] = train_phase(model, processor, dataset, name, phase, root / name, settings, seed, resume)
+            phase_summaries[name] = train_phase(model, processor, dataset, name, phase, root / name, settings, seed, resume,
+                                                show_progress=show_progress, log=lambda m, label=label: log(f"llava ({label} tower): {m}"))
         summary["towers"][label] = {"tower": tower, "phases": phase_summaries}
         if not is_main or not evaluators:
             continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from genhancer_plugins import RunError, write_json
 
@@ -98,11 +98,14 @@ def latest_checkpoint(directory: Path) -> str | None:
 
 
 def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: Any, output_dir: Path, common: Any,
-                seed: int = 0, resume: bool = True, callbacks: list[Any] | None = None) -> dict[str, Any]:
+                seed: int = 0, resume: bool = True, callbacks: list[Any] | None = None, show_progress: bool = True,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run one phase; ``settings`` is the phase's recipe section, ``common`` the llava section,
-    ``callbacks`` extra ``transformers.TrainerCallback`` objects (logging, early stopping)."""
+    ``callbacks`` extra ``transformers.TrainerCallback`` objects (logging, early stopping).
+    ``show_progress=False``: no bar and no log dicts, a plain ``log`` line per logging step."""
     import torch
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
     from .data import Collator
 
@@ -141,8 +144,14 @@ def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: 
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=seed,
         deepspeed=deepspeed,
-        disable_tqdm=False,
+        disable_tqdm=not show_progress,
     )
+
+    class LogLines(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs and "loss" in logs:
+                log(f"{phase}: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.3g}")
+
     class PhaseTrainer(Trainer):
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
             # DeepSpeed and FSDP restore their own sharded states; the plain path gets the strict loader
@@ -151,7 +160,9 @@ def train_phase(model: Any, processor: Any, dataset: Any, phase: str, settings: 
             load_checkpoint_weights(model if model is not None else self.model, Path(resume_from_checkpoint))
 
     trainer = PhaseTrainer(model=model, args=args, train_dataset=dataset, data_collator=Collator(processor.tokenizer.pad_token_id),
-                      callbacks=callbacks)
+                      callbacks=[*(callbacks or []), *([] if show_progress else [LogLines()])])
+    if not show_progress:
+        trainer.remove_callback(PrinterCallback)  # the dict per logging step: LogLines says it in one line
     checkpoint = latest_checkpoint(output_dir) if resume else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
     final.mkdir(parents=True, exist_ok=True)

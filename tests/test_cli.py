@@ -30,8 +30,14 @@ def test_help_and_plugins_import_no_torch_with_every_plugin_loaded(args):
     assert out.strip().endswith("TORCH False"), out[-500:]
 
 
-def test_validate_prints_the_plan(capsys):
-    assert main(["validate", str(ROOT / "recipes" / "paper" / "clip_l14_336.yaml")]) == 0
+def test_validate_prints_the_plan_and_exits_1_when_inputs_are_not_ready(capsys):
+    # offline, without CC3M or the hub models: the plan is printed, then each input that is not ready
+    assert main(["validate", str(ROOT / "recipes" / "paper" / "clip_l14_336.yaml")]) == 1
+    text = capsys.readouterr().out
+    assert "recipe is valid, but 4 inputs are not ready" in text
+    assert "encoder (clip): params.source: hub id 'openai/clip-vit-large-patch14-336' is not in the Hugging Face cache" in text
+    assert "data (image_folder): data.params.root data/cc3m/images does not exist" in text
+    assert main(["validate", str(ROOT / "recipes" / "paper" / "clip_l14_336.yaml"), "--recipe-only"]) == 0
     text = capsys.readouterr().out
     assert "denoiser        1.310 B (1,310,154,816)" in text
     assert "image size 336" in text and "recipe is valid" in text

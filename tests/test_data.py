@@ -58,7 +58,7 @@ def test_webdataset_streams_decoded_crops_with_captions_and_reports_corrupt_samp
     keys = [i["key"] for i in items]
     assert len(set(keys)) == 23 and "00001.tar/000000007" not in keys
     skipped = [k for i in items for k in i["skipped"]]
-    assert skipped == ["00001.tar/000000007"]
+    assert len(skipped) == 1 and skipped[0].startswith("00001.tar/000000007 (")  # the key, then why
     # shuffled, yet deterministic for a (seed, epoch)
     again = WebDataset(WebDatasetParams(shards=pattern, shuffle_buffer=4), image_size=16, seed=0)
     assert [next(iter(again))["key"] for _ in range(1)] == keys[:1]
@@ -182,7 +182,8 @@ def test_training_on_shards_and_folders_skips_and_reports_unreadable_samples(tmp
                                      "stage1": {"epochs": 1}, "stage2": {"steps": 2}})
     summary = run_recipe(recipe, tmp_path / "wds")
     assert summary["stages"]["stage1"]["steps"] == 8  # 32 samples / batch 4
-    assert summary["stages"]["stage1"]["skipped_samples"] == {"count": 1, "encounters": 1, "first": ["00002.tar/000000017"]}
+    skipped = summary["stages"]["stage1"]["skipped_samples"]
+    assert (skipped["count"], skipped["encounters"]) == (1, 1) and skipped["first"][0].startswith("00002.tar/000000017 (")
 
     root = tmp_path / "folder"
     root.mkdir()
@@ -194,8 +195,8 @@ def test_training_on_shards_and_folders_skips_and_reports_unreadable_samples(tmp
     assert summary["stages"]["stage1"]["steps"] == 4
     skipped = summary["stages"]["stage1"]["skipped_samples"]
     # one unreadable file, met once per epoch: counted as one file, two encounters
-    assert skipped == {"count": 1, "encounters": 2, "first": ["3.jpg"]}
+    assert (skipped["count"], skipped["encounters"]) == (1, 2) and skipped["first"][0].startswith("3.jpg (")
 
     missing = write_recipe(tmp_path, {**TINY, "data": {"name": "image_folder", "params": {"root": str(tmp_path / "nowhere")}}}, "missing.yaml")
-    with pytest.raises(RunError, match=r"data \(image_folder\): .*nowhere is not a directory"):
+    with pytest.raises(RunError, match=r"data \(image_folder\): .*nowhere does not exist"):
         run_recipe(missing, tmp_path / "never")

@@ -41,7 +41,7 @@ def test_paper_recipes_use_the_release_schedule(name):
 
 
 def test_validate_prints_steps_schedule_and_the_lora_bias_count(capsys):
-    assert main(["validate", str(PAPER)]) == 0
+    assert main(["validate", str(PAPER), "--recipe-only"]) == 0
     out = capsys.readouterr().out
     # ViT-L/14: 24 layers x (q, k, v, out_proj: 1024 each + fc1 4096 + fc2 1024); visual_projection has no bias
     biases = 24 * (4 * 1024 + 4096 + 1024)
@@ -72,7 +72,7 @@ def _lookup(plan, path):
 
 
 def test_readme_settings_table_matches_what_validate_prints(capsys):
-    assert main(["validate", str(PAPER), "--json"]) == 0
+    assert main(["validate", str(PAPER), "--json", "--recipe-only"]) == 0
     plan = json.loads(capsys.readouterr().out)
     for path, shown in _readme_settings_table():
         value = _lookup(plan, path)

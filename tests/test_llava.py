@@ -190,6 +190,27 @@ def test_a_phase_stopped_midway_resumes_to_the_same_weights(tmp_path, tiny_llava
         load_checkpoint_weights(model, tmp_path / "broken")
 
 
+def test_without_progress_a_phase_logs_plain_lines_and_no_bars_or_dicts(tmp_path, tiny_llava, capfd):
+    from llava_integration.params import LlavaPhaseSettings
+    from llava_integration.train import train_phase
+
+    model, processor = tiny_llava
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (12, 12), (255, 0, 0)).save(tmp_path / "img" / "0.png")
+    records = [{"id": str(i), "image": "0.png", "conversations": [{"from": "human", "value": "<image>\nWhat colour is it ?"},
+                                                                 {"from": "gpt", "value": "red"}]} for i in range(4)]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    data = LlavaDataset(tmp_path / "data.json", tmp_path / "img", processor, model.config.image_token_index, 16, max_length=128)
+    phase = LlavaPhaseSettings(data=str(tmp_path / "data.json"), learning_rate=1e-3, batch_size=2, max_steps=2, num_workers=0, logging_steps=1)
+    common = type("Common", (), {"bf16": False, "deepspeed": None, "gradient_checkpointing": False})()
+    lines = []
+    capfd.readouterr()
+    train_phase(model, processor, data, "finetune", phase, tmp_path / "quiet", common, show_progress=False, log=lines.append)
+    printed = capfd.readouterr()
+    assert [line.split(" loss ")[0] for line in lines] == ["finetune: step 1/2", "finetune: step 2/2"]
+    assert "{'loss'" not in printed.out + printed.err and "it/s" not in printed.err, printed
+
+
 def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, capsys):
     from genhancer_plugins.cli import main
     from llava_integration.scoring import LikelihoodScorer

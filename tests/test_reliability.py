@@ -47,7 +47,7 @@ def test_fewer_images_than_a_batch_is_refused_at_once(tmp_path, capsys):
 def test_a_start_up_failure_leaves_nothing_behind(tmp_path, capsys):
     bad = write_recipe(tmp_path, {**FAST, "data": {"name": "image_folder", "params": {"root": str(tmp_path / "nowhere")}}})
     code, _, err = cli(capsys, "run", bad, "-o", tmp_path / "out", "--no-progress")
-    assert code == 2 and "nowhere is not a directory" in err
+    assert code == 2 and "data (image_folder): data.params.root" in err and "nowhere does not exist" in err
     assert not (tmp_path / "out").exists()  # the corrected rerun needs no --overwrite
     good = write_recipe(tmp_path, {**FAST, "data": {"name": "image_folder", "params": {"root": str(jpegs(tmp_path / "imgs", 8))},
                                                     "batch_size": 4}}, "good.yaml")
@@ -92,8 +92,8 @@ def test_resume_refuses_model_changes_extends_finished_stages_and_keeps_every_re
     out = tmp_path / "out"
     assert cli(capsys, "run", recipe, "-o", out, "--no-progress")[0] == 0
     original = (out / "recipe.yaml").read_text()
-    code, _, err = cli(capsys, "run", recipe, "-o", out, "--resume", "--set", "encoder.name=siglip", "--set", "denoiser.params.num_layers=2")
-    assert code == 2 and "encoder.name" in err and "denoiser.params.num_layers" in err and "shapes the model or the data" in err
+    code, _, err = cli(capsys, "run", recipe, "-o", out, "--resume", "--set", "train.seed=5", "--set", "denoiser.params.num_layers=2")
+    assert code == 2 and "train.seed" in err and "denoiser.params.num_layers" in err and "shapes the model or the data" in err
     code, _, err = cli(capsys, "run", recipe, "-o", out, "--resume", "--set", "stage1.steps=4")
     assert code == 2 and "stage1 would train longer, but stage2 already started" in err
     code, stdout, _ = cli(capsys, "run", recipe, "-o", out, "--no-progress", "--resume", "--set", "stage2.steps=5")
@@ -166,7 +166,7 @@ def test_the_table_of_mistakes_each_gets_one_line(tmp_path, capsys):
         (["eval", "mmvp_vlm", "-p", f"root={bench}", "-m", "openai/clip-vit-large-patch14", "-o", tmp_path / "e2"], "cannot load openai/clip-vit-large-patch14"),
         (["eval", "mmvp_vlm", "-p", f"root={bench}", "-m", vision_only, "-o", tmp_path / "e3"], "has no text tower: pass --text-from"),
         (["reconstruct", "--run", tmp_path / "nothing", "--images", binary], "not a readable image"),
-        (["run", recipe, "-o", binary / "out"], "Not a directory"),
+        (["run", recipe, "-o", binary / "out"], "binary.yaml is not a directory"),
     ]
     for args, message in mistakes:
         code, _, err = cli(capsys, *args)
@@ -294,7 +294,18 @@ def test_huge_images_decode_at_reduced_size_or_are_skipped(tmp_path):
     Image.new("RGB", (60, 60)).save(tmp_path / "1.png")
     folder = ImageFolder(ImageFolderParams(root=str(tmp_path), max_pixels=1_000_000), image_size=32)
     item = folder[0]
-    assert item["skipped"] == ["0.png"] and item["key"] == "1.png"
+    assert item["skipped"] == ["0.png (ValueError: 3000x3000 pixels, above data.params.max_pixels (1000000))"] and item["key"] == "1.png"
+
+
+def test_an_image_refused_by_pils_decompression_bomb_guard_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    from genhancer_datasets.image_folder import ImageFolder
+    from genhancer_datasets.params import ImageFolderParams
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a 20000x20000 image against the real limit, at a test's size
+    Image.new("RGB", (100, 100)).save(tmp_path / "0.png")
+    folder = ImageFolder(ImageFolderParams(root=str(tmp_path), max_pixels=None), image_size=32)
+    with pytest.raises(ValueError, match=r"no readable image .*0.png \(DecompressionBombError: Image size \(10000 pixels\) exceeds limit"):
+        folder[0]
 
 
 def test_list_file_entries_stay_below_the_list_files_folder(tmp_path):
@@ -311,9 +322,9 @@ def test_list_file_entries_stay_below_the_list_files_folder(tmp_path):
 
 
 # -- the first hour ------------------------------------------------------------------
-def test_validate_warns_about_missing_data_and_shows_remote_code(tmp_path, capsys):
+def test_validate_names_missing_data_and_shows_remote_code(tmp_path, capsys):
     code, stdout, _ = cli(capsys, "validate", ROOT / "recipes" / "paper" / "clip_l14_224.yaml", "--set", "encoder.params.trust_remote_code=true")
-    assert code == 0 and "warning: data.params.root data/cc3m/images does not exist (yet)" in stdout
+    assert code == 1 and "  data (image_folder): data.params.root data/cc3m/images does not exist" in stdout
     assert "trust_remote_code: true (runs Python code shipped with the checkpoint)" in stdout
 
 

@@ -38,7 +38,7 @@ PARTS = (*GenHancerModel.PARTS, "backward", "optimizer")
 class BenchRow:
     stage: str
     batch_size: int
-    flops_per_image: float
+    flops_per_image: float | None  #: None: not one image fitted in memory
     trainable_parameters: int
     images_per_s: float | None = None
     step_ms: float | None = None
@@ -73,6 +73,30 @@ def count_flops(model: GenHancerModel, batch: int, device: str | torch.device) -
             loss.backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """A device or host allocation that failed (CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError)."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (isinstance(exc, RuntimeError) and "not enough memory" in str(exc))
+
+
+def _release(model: GenHancerModel, device: torch.device) -> None:
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def flops_per_image(model: GenHancerModel, where: torch.device, log: Callable[[str], None], stage: str) -> float | None:
+    """Training FLOPs per image, counted at batch 2 (1 when 2 does not fit); None when not even one image fits."""
+    for batch in (2, 1):
+        try:
+            return count_flops(model, batch, where) / batch
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not out_of_memory(exc):
+                raise
+            _release(model, where)
+            log(f"bench: {stage}: counting FLOPs at batch {batch} ran out of memory" + ("; counting at batch 1" if batch == 2 else ""))
+    return None
 
 
 def _sync(device: torch.device) -> None:
@@ -131,7 +155,10 @@ def _peak(device: torch.device, given: float | None) -> float | None:
 def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages: list[str], steps: int = 3, warmup: int = 1,
               dry: bool = False, device: str | None = None, peak_tflops: float | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
+    from genhancer_plugins.util.threads import set_cpu_threads
+
     recipe = loaded.recipe
+    log(f"bench: {set_cpu_threads(recipe.train.num_threads)}")
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(loaded, manager, random_weight_components(loaded, manager), run_pretrainer=False, meta=dry)
     if not dry:
@@ -153,11 +180,14 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
         with construction_device(dry):
             enter_stage(model, recipe, stage, where)  # the trainable set and anchor training has
         trainable = [p for p in model.parameters() if p.requires_grad]
-        flops = count_flops(model, 2, where) / 2
+        flops = flops_per_image(model, where, log, stage)
         cast = stage == STAGE1 and recipe.train.cast_frozen and not dry
         for batch in batch_sizes:
             row = BenchRow(stage, batch, flops, sum(p.numel() for p in trainable))
             rows.append(row)
+            if flops is None:  # not one image fits: no batch will; the other stages still run
+                row.error = "out of memory at batch 1"
+                continue
             if dry:
                 continue
             log(f"bench: {stage} at batch {batch} ({warmup} warm-up + {steps} timed steps)")
@@ -175,10 +205,14 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
                         split = _timed_step(model, optimizer, images, frozen, autocast)
                         if index >= warmup:
                             timings.append(split)
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+                if not out_of_memory(exc):
+                    raise
                 row.error = "out of memory"
+                log(f"bench: {stage} at batch {batch} did not fit in memory; going on with the other batch sizes")
                 optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
+                del optimizer
+                _release(model, device_)
                 continue
             row.split_ms = {part: sum(t[part] for t in timings) / len(timings) for part in PARTS}
             row.step_ms = sum(row.split_ms.values())
@@ -203,7 +237,8 @@ def render_bench(result: dict[str, Any]) -> str:
     rows = []
     for r in result["rows"]:
         split = [f"{100 * r['split_ms'][p] / r['step_ms']:.0f}%" if r["step_ms"] else "-" for p in PARTS]
-        rows.append([r["stage"], r["batch_size"], f"{r['flops_per_image'] / 1e9:,.4g}",
+        flops = r["flops_per_image"]
+        rows.append([r["stage"], r["batch_size"], f"{flops / 1e9:,.4g}" if flops is not None else "-",
                      r["error"] or (f"{r['images_per_s']:.2f}" if r["images_per_s"] is not None else "-"),
                      f"{r['step_ms']:.0f}" if r["step_ms"] else "-", *split,
                      f"{r['peak_memory_gb']:.2f}" if r["peak_memory_gb"] is not None else "-",

@@ -23,8 +23,9 @@ def lora_parameter_count(encoder: Any, rank: int) -> int:
     return total
 
 
-def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | None) -> dict[str, Any]:
-    """The resolved plan that ``genhancer validate`` prints: nothing trains or downloads."""
+def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | None, check_inputs: bool = True) -> dict[str, Any]:
+    """The resolved plan that ``genhancer validate`` prints: nothing trains or downloads. With
+    ``check_inputs``, ``plan["input_problems"]`` lists what would stop ``genhancer run`` from starting."""
     from genhancer_plugins.interfaces import count_parameters
 
     recipe = loaded.recipe
@@ -37,10 +38,11 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         "output_dir": output_dir or recipe.output_dir,
         "components": {},
     }
-    plan["warnings"] = []
+    if check_inputs:
+        from genhancer_plugins.recipe.preflight import check_inputs as problems_of
+
+        plan["input_problems"] = problems_of(loaded, manager, output_dir or recipe.output_dir)
     for section, comp in components.items():
-        if comp.registered.spec.check is not None:
-            plan["warnings"] += comp.registered.spec.check(comp.params)
         plan["components"][section] = {
             "kind": comp.kind,
             "name": comp.ref.name,
@@ -203,7 +205,11 @@ def render_plan(plan: dict[str, Any]) -> str:
         f"data     {data['dataset']} {json.dumps(data['params'])}, {data['batch_size_per_device']} per device "
         f"x {data['gradient_accumulation_steps']} accumulation"
     )
-    for warning in plan.get("warnings", []):
-        lines.append(f"warning: {warning}")
-    lines.append("recipe is valid" + (" (see the warnings above)" if plan.get("warnings") else ""))
+    problems = plan.get("input_problems")
+    if problems:
+        lines.append(f"recipe is valid, but {len(problems)} input{'s are' if len(problems) > 1 else ' is'} not ready "
+                     "(`genhancer run` would refuse to start):")
+        lines += [f"  {problem}" for problem in problems]
+    else:
+        lines.append("recipe is valid" + (", and its inputs are ready" if problems is not None else " (inputs not checked)"))
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Any
 from genhancer_plugins.recipe.schema import ComponentRef, LoadedRecipe
 from genhancer_plugins.registry.components import Params
 from genhancer_plugins.registry.manager import ComponentNotFound, PluginManager, RegisteredComponent
-from genhancer_plugins.util.errors import RecipeError
+from genhancer_plugins.util.errors import RecipeError, RunError
 
 SECTIONS = {"encoder": "encoder", "conditioner": "conditioner", "tokenizer": "tokenizer", "denoiser": "denoiser", "data": "dataset"}
 
@@ -121,6 +121,11 @@ def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -
 def _build(components: dict[str, ResolvedComponent], section: str, depends_on: str | None = None, **context: Any) -> Any:
     try:
         return components[section].build(**context)
+    except RunError as exc:  # e.g. a model that did not load (``loading_from``): which component
+        raise RunError(f"{section} ({components[section].ref.name}): {exc}") from None
+    except OSError as exc:  # a model that will not load (no network, a hub id not in the cache): which component, and why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"{section} ({components[section].ref.name}) did not load: {first}") from None
     except (ValueError, TypeError) as exc:
         if depends_on is None:
             raise RecipeError(f"{section} ({components[section].ref.name}): {exc}") from None

@@ -88,6 +88,10 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any],
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise RecipeError(f"{path}: extends: circular chain {chain}")
     data = _read_yaml(path)
+    if data.pop("abstract", False) and not seen:
+        children = sorted(p.name for p in path.parent.glob("*.yaml") if p != path and _extends(p) == (path.name, False))
+        raise RecipeError(f"{path}: a base recipe to extend (abstract: true), not one to run"
+                          + (f"; run one that extends it, e.g. {', '.join(children[:4])} in {path.parent}" if children else ""))
     parent = data.pop("extends", None)
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -104,42 +108,55 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any],
     return merged, origins, files
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a", "b", "c"], parsed value)."""
+def _extends(path: Path) -> tuple[str | None, bool]:
+    """(the ``extends:`` value, whether abstract) of a recipe file, read line by line (for the message above)."""
+    values: dict[str, str] = {}
+    try:
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key in ("extends", "abstract"):
+                values[key] = value.split("#")[0].strip().strip("'\"")
+    except (OSError, UnicodeDecodeError):
+        pass
+    return values.get("extends"), values.get("abstract", "").lower() == "true"
+
+
+def parse_override(text: str, option: str = "--set", example: str = "stage1.steps=100") -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], parsed value); errors name ``option``, the flag it came from."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, for example stage1.steps=100")
+        raise RecipeError(f"{option} {text!r}: expected KEY=VALUE, for example {example}")
     try:
         parsed = load_yaml(value) if value.strip() else ""
     except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {text!r}: value is not valid YAML: {exc}") from None
+        raise RecipeError(f"{option} {text!r}: value is not valid YAML: {exc}") from None
     return key.strip().split("."), parsed
 
 
-def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str], value: Any) -> None:
+def apply_override(data: dict[str, Any], origins: dict[str, str], keys: list[str], value: Any, option: str = "--set") -> None:
     """Set ``keys`` (a dotted path; list items by index, e.g. ``eval.0.params.root``) to ``value``."""
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         where = ".".join(keys[: i + 1])
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise RecipeError(f"--set {'.'.join(keys)}: {where}: no list item {key} (the list has {len(node)})")
+                raise RecipeError(f"{option} {'.'.join(keys)}: {where}: no list item {key} (the list has {len(node)})")
             node = node[int(key)]
             continue
         child = node.setdefault(key, {})
         if not isinstance(child, (dict, list)):
-            raise RecipeError(f"--set {'.'.join(keys)}: {where} is not a mapping")
+            raise RecipeError(f"{option} {'.'.join(keys)}: {where} is not a mapping")
         node = child
     last = keys[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise RecipeError(f"--set {'.'.join(keys)}: no list item {last} (the list has {len(node)})")
+            raise RecipeError(f"{option} {'.'.join(keys)}: no list item {last} (the list has {len(node)})")
         node[int(last)] = value
     else:
         if last == "name" and len(keys) > 1 and not same_component(node.get("name", value), value):
             _forget_component_settings(node, origins, ".".join(keys[:-1]))
         node[last] = value
-    _mark(origins, ".".join(keys), value, "--set")
+    _mark(origins, ".".join(keys), value, option)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -118,6 +118,9 @@ class TrainSettings(_Strict):
                             "on logged steps and before every checkpoint, nothing non-finite is saved) or skip the update (checked every step)"
     )
     max_skipped_steps: PositiveInt = Field(5, description="nonfinite: skip stops after this many non-finite steps in a row")
+    num_threads: PositiveInt | None = Field(
+        None, description="CPU threads per process; default: the usable cores / the processes on this node (printed at start-up)"
+    )
 
 
 class PreviewSettings(_Strict):

@@ -22,6 +22,7 @@ import pluggy
 
 from genhancer_plugins import hookspecs
 from genhancer_plugins.registry.components import COMPONENT_KINDS, ComponentSpec
+from genhancer_plugins.util.errors import RecipeError
 
 ENTRY_POINT_GROUP = "genhancer"
 BUILTIN_DISTRIBUTION = "genhancer"
@@ -273,7 +274,12 @@ def load_plugins(extra: Iterable[tuple[Any, str]] = (), disable: Iterable[str] =
     skip = disabled_plugins(disable)
     manager.disabled = sorted(skip)
     names = []
-    for ep, source in _entry_points():
+    found = _entry_points()
+    known = sorted({ep.name for ep, _ in found})
+    unknown = sorted(set(disable) - set(known))  # a misspelt name on the command line (the environment may name absent ones)
+    if unknown:
+        raise RecipeError(f"--disable-plugin {', '.join(unknown)}: no such plugin; installed: {', '.join(known)}")
+    for ep, source in found:
         if ep.name in skip:
             continue
         try:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from genhancer_plugins.util.files import save_tensors, write_json
+from genhancer_plugins.util.locks import shared_lock
 from genhancer_plugins.util.seeds import step_seed
 
 KINDS = ("targets", "global_token")
@@ -100,12 +101,16 @@ class FrozenCache:
         return all(key in self.entries[kind] for kind in kinds)
 
     def flush(self) -> None:
-        """Write what was computed since the last flush as new shards (one set per process)."""
-        for kind, tensors in self.pending.items():
-            if tensors:
-                number = len(list(self.directory.glob(f"{kind}-r{self.rank}-*.safetensors")))
-                save_tensors(dict(tensors), self.directory / f"{kind}-r{self.rank}-{number:05d}.safetensors")
-                tensors.clear()
+        """Write what was computed since the last flush as new shards (one set per process; runs
+        sharing the directory take turns, so no two pick the same shard number)."""
+        if not any(self.pending.values()):
+            return
+        with shared_lock(self.directory / f"shards-r{self.rank}"):
+            for kind, tensors in self.pending.items():
+                if tensors:
+                    number = len(list(self.directory.glob(f"{kind}-r{self.rank}-*.safetensors")))
+                    save_tensors(dict(tensors), self.directory / f"{kind}-r{self.rank}-{number:05d}.safetensors")
+                    tensors.clear()
 
     def stats(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "hits": self.hits, "misses": self.misses,

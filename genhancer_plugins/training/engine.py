@@ -1,5 +1,6 @@
 """The run lifecycle: every encoder, denoiser and schedule runs through it.
 
+0. ``check_inputs``: every phase's inputs, at once (:mod:`~genhancer_plugins.recipe.preflight`).
 1. ``prepare_output``: refuse a non-empty directory unless resuming or
    overwriting; write the resolved recipe.
 2. ``setup``: accelerate (devices, precision, processes), the model built from
@@ -15,7 +16,7 @@
 
 from __future__ import annotations
 
-import platform
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -32,7 +33,16 @@ from genhancer_plugins.registry.manager import PluginManager, PluginSource
 from genhancer_plugins.training.callbacks import PLUGIN_NAME, EngineCallbacks
 from genhancer_plugins.training.context import TrainingContext, probe_images
 from genhancer_plugins.training.model import GenHancerModel, build_model
-from genhancer_plugins.training.rundir import HISTORY_DIR, LOCK_FILE, RunLock, latest_recipe, recipe_changes, record_recipe
+from genhancer_plugins.training.rundir import (
+    HISTORY_DIR,
+    LOCK_FILE,
+    RunLock,
+    earlier_invocations,
+    latest_recipe,
+    library_versions,
+    recipe_changes,
+    record_recipe,
+)
 from genhancer_plugins.training.stage import StageResult, StageTrainer
 from genhancer_plugins.util.dtypes import torch_dtype
 from genhancer_plugins.util.errors import RunError
@@ -40,18 +50,6 @@ from genhancer_plugins.util.files import write_json
 from genhancer_plugins.util.tables import difference
 
 OUTPUT_ENTRIES = (*STAGES, "cache", "export", "export.tmp", "original", "eval", "logs", "run.json", "recipe.yaml", HISTORY_DIR)
-
-
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"genhancer": __version__, "python": platform.python_version()}
-    for name in ("torch", "transformers", "diffusers", "peft", "accelerate"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 class Run:
@@ -83,6 +81,10 @@ class Run:
         self.evaluators: list[Any] = []
         self.context: TrainingContext | None = None  #: what the stages and the hook payloads see
         self._created = self._fresh = False  #: whether this run created the output directory / found it empty
+        self._checked_evaluators: dict[str, Any] = {}  #: section -> evaluator built by the input check
+        self._earlier_invocations: list[float] = []  #: wall times of the earlier invocations of a resumed run
+        self.threads = ""  #: the CPU threads this process computes with, in words
+        self.doing = "while starting up"  #: what the run is doing now, for the line an interruption prints
 
     # -- 1 -------------------------------------------------------------------
     def prepare_output(self) -> None:
@@ -111,6 +113,7 @@ class Run:
                 self._fresh = True
             if self.resume:
                 self._check_resumable()
+                self._earlier_invocations = earlier_invocations(out / "run.json")
         except BaseException:
             self._undo_fresh_start()
             raise
@@ -145,6 +148,12 @@ class Run:
         if self._fresh and out.is_dir() and self._created and not any(out.iterdir()):
             out.rmdir()
 
+    def check_inputs(self) -> None:
+        """Every phase's inputs (genhancer_plugins.recipe.preflight), before anything starts or is written."""
+        from genhancer_plugins.recipe.preflight import require_inputs
+
+        require_inputs(self.loaded, self.manager, self.output_dir, environment=True, built=self._checked_evaluators.__setitem__)
+
     # -- 2 -------------------------------------------------------------------
     def _mixed_precision(self) -> str:
         wanted = self.recipe.train.mixed_precision
@@ -156,7 +165,10 @@ class Run:
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
+        from genhancer_plugins.util.threads import set_cpu_threads
+
         train = self.recipe.train
+        self.threads = set_cpu_threads(train.num_threads)  # before any model is built or data loaded
         self.accelerator = Accelerator(
             mixed_precision=self._mixed_precision(),
             gradient_accumulation_steps=train.gradient_accumulation_steps,
@@ -188,7 +200,7 @@ class Run:
         except ValueError as exc:
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         self._setup_frozen_work()
-        self.evaluators = [self._build_evaluator(spec) for spec in self.evaluator_specs]
+        self.evaluators = [self._checked_evaluators.get(spec.section) or self._build_evaluator(spec) for spec in self.evaluator_specs]
         if self.recipe.train.report_to:
             acc.init_trackers(self.recipe.name, config=self._tracker_config())
         self.context = TrainingContext(self.recipe, self.output_dir, acc, self.model, self.dataset, self.probe_dataset, self.cache,
@@ -198,7 +210,7 @@ class Run:
             f"components: encoder {self.recipe.encoder.name} ({count_parameters(self.model.encoder):,} params), "
             f"denoiser {self.recipe.denoiser.name} ({count_parameters(self.model.denoiser):,}), "
             f"projector ({count_parameters(self.model.conditioner):,}); dataset {len(self.dataset):,} images; "
-            f"{acc.num_processes} process(es) on {acc.device}, precision {acc.mixed_precision}"
+            f"{acc.num_processes} process(es) on {acc.device}, precision {acc.mixed_precision}, {self.threads}"
         )
 
     def _setup_frozen_work(self) -> None:
@@ -310,15 +322,29 @@ class Run:
             recipe=self.recipe, output_dir=self.output_dir, enhanced_encoder=exported if (exported / "config.json").is_file() else None,
             original_encoder=self.original_source, build_evaluators=self._phase_evaluators, seed=self.recipe.train.seed,
             resume=self.resume, is_main_process=self.accelerator.is_main_process, log=self.log,
-            wait_for_everyone=self.accelerator.wait_for_everyone, plugins=self.manager,
+            wait_for_everyone=self.accelerator.wait_for_everyone, plugins=self.manager, show_progress=self.show_progress,
         )
         for name, params in self.recipe.phases().items():
+            self.doing = f"in the {name} phase (the encoder is exported; a resume continues the phase)"
             phase = self.manager.get("phase", name).spec.factory(params)
             self.phase_results[name] = phase.run(context)
             self.accelerator.wait_for_everyone()
 
     def _phase_evaluators(self, section: str, refs: list[Any], scores: str) -> list[Any]:
         return [self._build_evaluator(spec) for spec in resolve_evaluators(self.loaded, self.manager, section, refs, scores)]
+
+    def where(self) -> str:
+        """Where the run is, and what a resume keeps: for the line printed when it is interrupted."""
+        from genhancer_plugins.training.checkpoint import list_checkpoints
+
+        if self.doing not in STAGES:
+            return self.doing
+        settings = getattr(self.recipe, self.doing)
+        length = f"of {settings.steps}" if settings.steps else f"of {settings.epochs:g} epoch(s)"
+        kept = list_checkpoints(self.output_dir / self.doing / "checkpoints")
+        if not kept:
+            return f"in {self.doing} before its first checkpoint (a resume starts {self.doing} again)"
+        return f"in {self.doing}; a resume continues from its checkpoint at step {kept[-1].name.removeprefix('checkpoint-')} {length}"
 
     # -- 6 -------------------------------------------------------------------
     def _eval_summary(self) -> dict[str, Any]:
@@ -345,7 +371,9 @@ class Run:
             **{name: result for name, result in self.phase_results.items()},
             "recipe_changes_on_resume": self.recipe_changes,
             "cache": self.cache.stats() if self.cache is not None else None,
-            "wall_time_s": round(wall_time, 2),
+            # every invocation of this directory (a resumed run counts the time of the ones before it)
+            "wall_time_s": round(sum(self._earlier_invocations) + wall_time, 2),
+            "invocations_s": [*self._earlier_invocations, round(wall_time, 2)],
             "completed": completed,
         }
         if self.accelerator.is_main_process:
@@ -354,12 +382,13 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         start = time.perf_counter()
+        self.check_inputs()
         self.setup_accelerator()
         self.prepare_output()
         callbacks = EngineCallbacks()
         self.manager.register(callbacks, PluginSource(PLUGIN_NAME, "genhancer_plugins.training.callbacks", "genhancer", __version__))
         self.manager.report_failures = True  # a plugin failing in a lifecycle hook is said at once, in one line
-        completed, error = False, None
+        completed, error, started = False, None, False
         try:
             try:
                 if self.recipe.active_stages():
@@ -370,16 +399,21 @@ class Run:
             except BaseException:
                 self._undo_fresh_start()
                 raise
+            started = True
             if self.recipe.active_stages():
                 if self.evaluators:
+                    self.doing = "while evaluating the original encoder (finished evaluators are kept)"
                     self.evaluate("original", self.original_source())
                 for stage in self.recipe.active_stages():
+                    self.doing = stage
                     self.results[stage] = StageTrainer(self.context, stage).train()
                     self.write_summary(time.perf_counter() - start, completed=False)
                 if self.recipe.export.enabled and self.recipe.stage2.enabled:
+                    self.doing = "during the export (both stages are finished; a resume exports again)"
                     self.export_info = self.export()
                     # weights trained in this invocation: results of an earlier export are stale
                     retrained = any(not r.already_finished for r in self.results.values())
+                    self.doing = "while evaluating the export (finished evaluators are kept)"
                     self.evaluate("enhanced", str(self.output_dir / "export"), reuse=not retrained)
                 elif self.recipe.export.enabled:
                     self._export_skipped("stage2 is disabled, the encoder is unchanged")
@@ -390,6 +424,9 @@ class Run:
             completed = True
         except BaseException as exc:
             error = exc
+            if started:  # the time this invocation spent counts in the run's total, also when it was interrupted
+                with contextlib.suppress(Exception):
+                    self.write_summary(time.perf_counter() - start, completed=False)
             raise
         finally:
             try:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from genhancer_plugins import __version__
 from genhancer_plugins.recipe.files import flatten
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import write_text
@@ -29,7 +31,7 @@ HISTORY_DIR = "recipe-history"
 #: Dotted recipe paths a resume may change (everything else shapes the model or the data).
 SAFE_ON_RESUME = [re.compile(p) for p in (
     r"^(name|description|output_dir)$",
-    r"^train\.(log_every|report_to|checkpoint_every|keep_checkpoints)$",
+    r"^train\.(log_every|report_to|checkpoint_every|keep_checkpoints|num_threads)$",
     r"^stage[12]\.(steps|epochs)$",
     r"^data\.num_workers$",
     r"^(eval|preview|export)(\.|$)",
@@ -131,3 +133,27 @@ def record_recipe(directory: Path, resolved_yaml: str) -> Path:
     path = history / f"{len(previous) + 1:03d}.yaml"
     write_text(path, resolved_yaml)
     return path
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"genhancer": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "diffusers", "peft", "accelerate"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def earlier_invocations(summary: Path) -> list[float]:
+    """The wall times an earlier ``run.json`` recorded (one per invocation; older files have one total)."""
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return []
+    times = data.get("invocations_s")
+    if isinstance(times, list) and all(isinstance(t, (int, float)) for t in times):
+        return [float(t) for t in times]
+    return [float(data["wall_time_s"])] if isinstance(data.get("wall_time_s"), (int, float)) else []

@@ -24,9 +24,12 @@ def _build_image_folder(params: ImageFolderParams, image_size: int, seed: int = 
 
 def _check_image_folder(params: ImageFolderParams) -> list[str]:
     path = Path(params.root or params.list_file).expanduser()
-    exists = path.is_dir() if params.root else path.is_file()
     field = "data.params.root" if params.root else "data.params.list_file"
-    return [] if exists else [f"{field} {path} does not exist (yet)"]
+    if not path.exists():
+        return [f"{field} {path} does not exist"]
+    if params.root and not path.is_dir():
+        return [f"{field} {path} is not a directory"]
+    return [] if params.root or path.is_file() else [f"{field} {path} is not a file"]
 
 
 def _check_webdataset(params: WebDatasetParams) -> list[str]:

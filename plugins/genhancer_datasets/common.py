@@ -73,6 +73,14 @@ def load_image(data: bytes | str, min_side: int | None = None, max_pixels: int |
         return to_rgb(image)
 
 
+def skip_entry(key: str, exc: BaseException | None = None, reason: str = "") -> str:
+    """What a skipped sample is reported as: its key and why (PIL's own words, one line)."""
+    if exc is not None:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{key} ({reason[:160]})" if reason else key
+
+
 def sample(pixel_values: torch.Tensor, key: str, skipped: list[str], **extra: Any) -> dict[str, Any]:
     """A dataset item. ``skipped`` carries the keys of unreadable samples met on
     the way, so the engine can count and report them without crashing."""

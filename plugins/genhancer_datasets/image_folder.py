@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .common import load_image, random_resized_crop, sample, to_tensor
+from .common import load_image, random_resized_crop, sample, skip_entry, to_tensor
 from .params import ImageFolderParams
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -89,8 +89,8 @@ class ImageFolder(torch.utils.data.Dataset):
             path = self.files[(index + attempt) % len(self.files)]
             try:
                 image = load_image(str(path), self.params.decode_side or 2 * self.image_size, self.params.max_pixels)
-            except Exception:  # unreadable, truncated or not an image: skip and report
-                skipped.append(self._key(path))
+            except Exception as exc:  # unreadable, truncated, not an image, a decompression bomb: skip and say why
+                skipped.append(skip_entry(self._key(path), exc))
                 continue
             # torch's RNG: seeded per step by the engine (and per worker by the DataLoader).
             rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .common import load_image, random_resized_crop, sample, to_tensor
+from .common import load_image, random_resized_crop, sample, skip_entry, to_tensor
 from .params import WebDatasetParams
 
 
@@ -136,12 +136,12 @@ class WebDataset(torch.utils.data.IterableDataset):
         key = f"{Path(str(raw.get('__url__', ''))).name}/{raw.get('__key__', '?')}"
         data = next((raw[k] for k in self.params.image_keys if k in raw), None)
         if data is None:
-            skipped.append(key)
+            skipped.append(skip_entry(key, reason=f"no image under {', '.join(self.params.image_keys)}"))
             return None
         try:
             image = load_image(data, self.params.decode_side or 2 * self.image_size, self.params.max_pixels)
-        except Exception:  # truncated or not an image: skip and report
-            skipped.append(key)
+        except Exception as exc:  # truncated, not an image, a decompression bomb: skip and say why
+            skipped.append(skip_entry(key, exc))
             return None
         crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng, self.params.crop_ratio)
         caption = raw["txt"].decode("utf-8", "replace") if isinstance(raw.get("txt"), bytes) else ""

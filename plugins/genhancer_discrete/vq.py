@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins import ImageTokenizer, OfflineUnknown, TargetSpec, construction_device
+from genhancer_plugins import ImageTokenizer, OfflineUnknown, TargetSpec, construction_device, loading_from
 
 from .params import VQParams
 
@@ -63,4 +63,5 @@ def build_vq(params: VQParams, meta: bool = False) -> VQTokenizer:
             raise OfflineUnknown(f"architecture of {params.source!r} needs a download; give `config` to plan offline")
         with construction_device(meta):
             return VQTokenizer(VQModel.from_config(params.config))
-    return VQTokenizer(VQModel.from_pretrained(params.source, subfolder=params.subfolder, revision=params.revision))
+    with loading_from(params.source):
+        return VQTokenizer(VQModel.from_pretrained(params.source, subfolder=params.subfolder, revision=params.revision))

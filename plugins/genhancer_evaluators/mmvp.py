@@ -133,6 +133,9 @@ class MMVPEvaluator(Evaluator):
         return EvalResult(metrics=metrics, primary="average", rows=rows, info=info)
 
     def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path:
+        """Pair accuracy per pattern, each bar's value written on it (so a 0 is seen), labels wrapped, chance at 25 %."""
+        import textwrap
+
         import matplotlib
 
         matplotlib.use("Agg")
@@ -140,15 +143,18 @@ class MMVPEvaluator(Evaluator):
 
         patterns = [name for name in PATTERNS if any(name in r.metrics for r in results.values())]
         width = 0.8 / max(len(results), 1)
-        fig, ax = plt.subplots(figsize=(12, 4.5))
+        fig, ax = plt.subplots(figsize=(max(12, 0.75 * len(patterns) * max(len(results), 1)), 5))
         for i, (label, result) in enumerate(results.items()):
             xs = [k + i * width for k in range(len(patterns))]
-            ax.bar(xs, [result.metrics.get(p, 0.0) for p in patterns], width,
-                   label=f"{label} (avg {result.metrics['average']:.1f})")
+            values = [result.metrics.get(p, 0.0) for p in patterns]
+            bars = ax.bar(xs, values, width, label=f"{label} (avg {result.metrics['average']:.1f})")
+            ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7, padding=1)
+        # a pair is right when both images pick their own text: 1/2 x 1/2 by chance
+        ax.axhline(25, color="black", linestyle="dotted", linewidth=1, label="chance (25 %)")
         ax.set_xticks([k + width * (len(results) - 1) / 2 for k in range(len(patterns))])
-        ax.set_xticklabels([p.replace(" and ", "\n& ") for p in patterns], fontsize=8)
+        ax.set_xticklabels([textwrap.fill(p, 14, break_long_words=False) for p in patterns], fontsize=8)
         ax.set_ylabel("pair accuracy (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 105)
         ax.set_title("MMVP-VLM by visual pattern")
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genhancer_plugins import ImageTokenizer, OfflineUnknown, TargetSpec, construction_device
+from genhancer_plugins import ImageTokenizer, OfflineUnknown, TargetSpec, construction_device, loading_from
 
 from .params import VAEParams
 
@@ -75,7 +75,8 @@ def build_vae(params: VAEParams, meta: bool = False) -> VAETokenizer:
     if path.is_file():
         vae = _from_bfl_file(path, params.config)
     else:
-        vae = AutoencoderKL.from_pretrained(source, subfolder=params.subfolder, revision=params.revision)
+        with loading_from(source):
+            vae = AutoencoderKL.from_pretrained(source, subfolder=params.subfolder, revision=params.revision)
     return VAETokenizer(vae, params.latent)
 
 

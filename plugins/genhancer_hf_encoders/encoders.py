@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins import Encoder, EncoderOutput, EncoderSpec, OfflineUnknown, construction_device, save_tensors
+from genhancer_plugins import Encoder, EncoderOutput, EncoderSpec, OfflineUnknown, construction_device, loading_from, save_tensors
 
 from .families import FAMILIES, Family, model_class_for, transformers_class
 from .params import HFEncoderParams
@@ -191,10 +191,11 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
             tokenizer = character_tokenizer(int(model.config.text_config.max_position_embeddings))
         return HFVisionEncoder(family, model, _default_processor(family, model), tokenizer=tokenizer, source=None)
     quiet_loading()
-    hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
-    model_class = model_class_for(family, hf_config, source)
-    model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
-    processor = load_image_processor(source, revision=params.revision, trust_remote_code=remote)
+    with loading_from(source):
+        hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+        model_class = model_class_for(family, hf_config, source)
+        model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
+        processor = load_image_processor(source, revision=params.revision, trust_remote_code=remote)
     tokenizer = None
     if hasattr(model, "text_model"):
         with contextlib.suppress(OSError, ValueError, TypeError):  # a checkpoint without tokenizer files

@@ -14,7 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genhancer_plugins import ImageTokenizer, Pretrainer, RunError, TargetSpec, checkpoint_complete, load_checkpoint, save_checkpoint, to_tensor
+from genhancer_plugins import (
+    ImageTokenizer,
+    Pretrainer,
+    RunError,
+    TargetSpec,
+    checkpoint_complete,
+    load_checkpoint,
+    save_checkpoint,
+    shared_lock,
+    to_tensor,
+)
 
 from .params import PaletteParams, PixelParams, ShapesClassifierParams, ShapesDataParams
 from .world import ATTRIBUTES, render, scene_at
@@ -57,7 +67,9 @@ class ShapesClassifier(Pretrainer):
                 raise RunError(f"the shapes classifier this run was trained from is not in the cache ({target}); "
                                "`genhancer run` on the run's recipe trains it again (a few minutes), or set GENHANCER_CACHE "
                                "to the cache the run used")
-            self._train(target, log)
+            with shared_lock(target, log):  # two runs on one cache: the second waits, then finds it trained
+                if not (target / "pretrain.json").is_file():
+                    self._train(target, log)
         return {"source": str(target), "config": None}
 
     def _train(self, target: Path, log: Callable[[str], None]) -> None:

@@ -136,22 +136,53 @@ class ShapesProbeEvaluator(Evaluator):
         return "\n".join(lines)
 
     def plot(self, results: Mapping[str, EvalResult], path: Path) -> Path:
+        """Accuracies with chance lines (top) and, for two or more models, each model's difference to the
+        first in points with its value written on the bar (bottom): 0.5-2 point gains stay visible."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-        width = 0.8 / max(len(results), 1)
-        for ax, kind in zip(axes, ("probe", "pairs")):
-            for i, (label, result) in enumerate(results.items()):
-                xs = [k + i * width for k in range(len(self.attributes))]
-                ax.bar(xs, [result.metrics.get(f"{kind}_{a}", 0.0) for a in self.attributes], width, label=label)
-            ax.set_xticks([k + width * (len(results) - 1) / 2 for k in range(len(self.attributes))])
+        labels = list(results)
+        compare = len(labels) > 1
+        fig, axes = plt.subplots(2 if compare else 1, 2, figsize=(12, 7.5 if compare else 4), squeeze=False)
+        width = 0.8 / max(len(labels), 1)
+        ticks = range(len(self.attributes))
+        for column, kind in enumerate(("probe", "pairs")):
+            ax = axes[0][column]
+            for i, label in enumerate(labels):
+                values = [results[label].metrics.get(f"{kind}_{a}", 0.0) for a in self.attributes]
+                ax.bar([k + i * width for k in ticks], values, width, label=label)
+            # chance: one guess in n values; a pair needs two right guesses
+            chance = [100 / len(ATTRIBUTES[a]) ** (1 if kind == "probe" else 2) for a in self.attributes]
+            for k, level in zip(ticks, chance):
+                ax.hlines(level, k - width / 2, k + width * (len(labels) - 0.5), colors="black", linestyles="dotted", linewidth=1)
+            ax.plot([], [], "k:", linewidth=1, label="chance")
+            ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in ticks])
             ax.set_xticklabels(self.attributes, fontsize=8)
             ax.set_ylim(0, 100)
             ax.set_title("linear probe accuracy (%)" if kind == "probe" else "pair accuracy (%), both images right")
             ax.legend(fontsize=8)
+            if not compare:
+                continue
+            ax = axes[1][column]
+            reference = labels[0]
+            others = labels[1:]
+            w = 0.8 / len(others)
+            for i, label in enumerate(others):
+                deltas = [results[label].metrics.get(f"{kind}_{a}", 0.0) - results[reference].metrics.get(f"{kind}_{a}", 0.0)
+                          for a in self.attributes]
+                bars = ax.bar([k + i * w for k in ticks], deltas, w, label=f"{label} - {reference}", color=f"C{i + 1}")
+                ax.bar_label(bars, labels=[f"{d:+.1f}" for d in deltas], fontsize=7, padding=2)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xticks([k + w * (len(others) - 1) / 2 for k in ticks])
+            ax.set_xticklabels(self.attributes, fontsize=8)
+            ax.margins(y=0.25)
+            ax.set_ylabel("difference (points)")
+            ax.set_title(f"{'probe' if kind == 'probe' else 'pair'} accuracy: difference to {reference}")
+            ax.legend(fontsize=8)
+        run = path.parents[2].name if len(path.parents) > 2 and path.parent.parent.name == "eval" else ""
+        fig.suptitle(f"shapes probe{f': run {run}' if run else ''} ({', '.join(labels)})", fontsize=10)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
