@@ -374,12 +374,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in manager.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     run = Run(loaded, manager, output_dir, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
+    import signal
+
+    def terminated(signum: int, frame: Any) -> None:  # a scheduler's SIGTERM ends the run as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         summary = run.execute()
     except KeyboardInterrupt:  # Ctrl-C: one line saying where it stopped and how to go on, not a traceback
         if run.accelerator is None or run.accelerator.is_main_process:
             print(f"\ngenhancer: interrupted {run.where()}; continue with: {resume_command(args, output_dir)}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if run.accelerator.is_main_process:
         print(f"[genhancer] run summary: {os.path.join(output_dir, 'run.json')}")
         if summary.get("export"):

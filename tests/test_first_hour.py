@@ -161,7 +161,8 @@ def test_a_report_is_not_overwritten_and_counts_every_invocation(tmp_path, capsy
 
 # -- Ctrl-C ----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_ctrl_c_says_where_it_stopped_and_the_command_that_continues(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C, and a scheduler ending the job
+def test_ctrl_c_says_where_it_stopped_and_the_command_that_continues(tmp_path, stop):
     recipe = write_recipe(tmp_path, {**FAST, "stage1": {"steps": 200, "learning_rate": 1e-3},
                                      "train": {**FAST.get("train", {}), "checkpoint_every": 5}})
     out = tmp_path / "run"
@@ -173,7 +174,7 @@ def test_ctrl_c_says_where_it_stopped_and_the_command_that_continues(tmp_path):
             if list((out / "stage1" / "checkpoints").glob("checkpoint-*/state.json")) or running.poll() is not None:
                 break
             time.sleep(0.1)
-        running.send_signal(signal.SIGINT)
+        running.send_signal(stop)
         _, err = running.communicate(timeout=120)
     finally:
         running.kill()
