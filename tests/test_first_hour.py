@@ -252,16 +252,46 @@ def test_threads_follow_the_usable_cores_and_the_local_processes(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert threads.cpu_threads() == (16, "16 usable core(s)")
+    assert threads.cpu_threads(others=3) == (4, "16 usable core(s) / 4 GenHancer processes")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a launcher's own default: the share of the cores wins
-    assert threads.cpu_threads() == (4, "16 usable core(s) / 4 local processes")
+    assert threads.cpu_threads() == (4, "16 usable core(s) / 4 GenHancer processes")
     assert threads.cpu_threads(3) == (3, "train.num_threads")
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's own choice
     assert threads.cpu_threads() == (2, "OMP_NUM_THREADS")
+
+
+REGISTERED = """
+import time
+from genhancer_plugins.util.threads import set_cpu_threads
+print(set_cpu_threads(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_genhancer_process_halves_the_threads_and_its_end_restores_them(tmp_path, monkeypatch):
+    from genhancer_plugins.util import threads
+
+    registry = tmp_path / f"genhancer-processes-{os.getuid()}"  # where the other process, with TMPDIR here, registers
+    monkeypatch.setattr(threads, "REGISTRY", registry)
+    monkeypatch.setattr(threads, "_registration", None)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "REFRESH_S", 0.0)
+    for name in ("OMP_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
+    env = dict(os.environ, TMPDIR=str(tmp_path))
     try:
-        assert threads.set_cpu_threads(1) == "1 CPU thread(s) (train.num_threads)" and torch.get_num_threads() == 1
+        assert threads.set_cpu_threads() == "2 CPU thread(s) (2 usable core(s))"
+        other = subprocess.Popen([sys.executable, "-c", REGISTERED], stdout=subprocess.PIPE, text=True, env=env)
+        assert other.stdout.readline().strip() == "1 CPU thread(s) (2 usable core(s) / 2 GenHancer processes)"
+        assert threads.refresh_cpu_threads() == "CPU threads 2 -> 1 (2 usable core(s) / 2 GenHancer processes)"
+        assert torch.get_num_threads() == 1
+        other.kill()
+        other.wait()
+        assert threads.refresh_cpu_threads() == "CPU threads 1 -> 2 (2 usable core(s))"
+        assert [p.name for p in threads.REGISTRY.iterdir()] == [f"{os.getpid()}.lock"]  # the killed one's file is gone
     finally:
         torch.set_num_threads(before)
 

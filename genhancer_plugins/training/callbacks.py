@@ -31,8 +31,13 @@ class EngineCallbacks:
 
     @hookimpl
     def genhancer_step_end(self, step: StepInfo) -> None:
+        from genhancer_plugins.util.threads import refresh_cpu_threads
+
         run = step.run
         train = run.recipe.train
+        change = refresh_cpu_threads()  # another GenHancer process started or ended on these cores
+        if change:
+            run.log(change)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{step.loss:.4f}", lr=f"{step.learning_rate:.2e}", samples_s=f"{step.samples_per_second:.1f}")
