@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genhancer_plugins.commands.phases import Interrupted, MemoryWatch, Monitor
-from genhancer_plugins.util.errors import RecipeError
+from genhancer_plugins.util.errors import RecipeError, first_line
 from genhancer_plugins.util.files import write_json, write_text
 from genhancer_plugins.util.tables import text_table
 
@@ -216,8 +216,8 @@ def rehearse(recipe_path: str, overrides: list[str], manager: Any, output: Path,
         registered |= {f"phase {name!r}": manager.get("phase", name) for name in rehearsal.recipe.phases()}
         registered |= {f"evaluator {e.ref.name!r}": e.registered for e in resolve_evaluators(rehearsal, manager)}
         component = _component_of(exc, registered)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        failure = {"phase": monitor.current.phase, "component": component, "error": f"{type(exc).__name__}: {message}", "log": str(log_file)}
+        failure = {"phase": monitor.current.phase, "component": component, "error": f"{type(exc).__name__}: {first_line(exc)}",
+                   "log": str(log_file)}
         monitor.end("failed", failure["error"])
     finally:
         manager.unregister("genhancer-rehearsal")

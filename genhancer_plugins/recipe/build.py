@@ -10,7 +10,7 @@ from typing import Any
 from genhancer_plugins.recipe.schema import ComponentRef, LoadedRecipe
 from genhancer_plugins.registry.components import Params
 from genhancer_plugins.registry.manager import ComponentNotFound, PluginManager, RegisteredComponent
-from genhancer_plugins.util.errors import RecipeError, RunError
+from genhancer_plugins.util.errors import RecipeError, RunError, first_line
 
 SECTIONS = {"encoder": "encoder", "conditioner": "conditioner", "tokenizer": "tokenizer", "denoiser": "denoiser", "data": "dataset"}
 
@@ -124,8 +124,7 @@ def _build(components: dict[str, ResolvedComponent], section: str, depends_on: s
     except RunError as exc:  # e.g. a model that did not load (``loading_from``): which component
         raise RunError(f"{section} ({components[section].ref.name}): {exc}") from None
     except OSError as exc:  # a model that will not load (no network, a hub id not in the cache): which component, and why
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{section} ({components[section].ref.name}) did not load: {first}") from None
+        raise RunError(f"{section} ({components[section].ref.name}) did not load: {first_line(exc)}") from None
     except (ValueError, TypeError) as exc:
         if depends_on is None:
             raise RecipeError(f"{section} ({components[section].ref.name}): {exc}") from None

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.errors import RunError, first_line
 
 
 def _not_loadable(source: str, exc: OSError) -> RunError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     where = "a directory that does not exist and " if not Path(source).exists() else ""
     return RunError(f"cannot load {source}: {where}not loadable ({reason}); offline, only local directories load "
                     "(HF_HUB_OFFLINE=1 is set by `make`)")

@@ -7,3 +7,9 @@ class RecipeError(ValueError):
 
 class RunError(RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only (libraries' messages run to paragraphs), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
-from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.errors import RunError, first_line
 
 #: how long the reachability check waits for the hub (seconds)
 CONNECT_TIMEOUT_S = 3.0
@@ -86,5 +86,4 @@ def loading_from(source: str, field: str = "params.source") -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{field} {source!r} did not load: {first}") from None
+        raise RunError(f"{field} {source!r} did not load: {first_line(exc)}") from None
