@@ -19,6 +19,7 @@ EPILOG = """examples:
   genhancer run recipes/tiny.yaml --output-dir runs/tiny
   genhancer run recipes/paper/clip_l14_224.yaml --set stage1.steps=2000 --resume
   genhancer validate recipes/paper/siglip_so400m_384.yaml --json
+  torchrun --nproc_per_node 8 -m genhancer_plugins.cli cache recipes/paper/clip_l14_224.yaml --set cache.enabled=true --set data.fixed_crops=4
   genhancer rehearse recipes/llava_vicuna7b.yaml --steps 1 --depth 1   # every phase at real widths, before a cluster job
   genhancer eval mmvp_vlm -p root=data/MMVP_VLM -m openai/clip-vit-large-patch14 -m runs/clip/export -o eval/mmvp
   genhancer plugins
@@ -125,6 +126,19 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="machine-readable output")
     bench.set_defaults(handler=cmd_bench)
 
+    cache = sub.add_parser(
+        "cache", help="precompute the frozen work (tokenizer targets, stage 1's global token) of every fixed crop",
+        description=("Compute what the frozen tokenizer and encoder make of every image and fixed crop of the recipe's data, "
+                     "once, into the recipe's cache (cache.directory, default OUTPUT_DIR/cache): shards of --shard-items items "
+                     "that training reads from memory maps. Under torchrun/accelerate launch each process builds its own "
+                     "shards on its own device; a killed build resumes at the first shard it had not written. Needs "
+                     "cache.enabled: true and data.fixed_crops."))
+    add_recipe_args(cache)
+    cache.add_argument("--output-dir", "-o", help="the run directory whose cache/ it fills when cache.directory is unset (default: the recipe's output_dir)")
+    cache.add_argument("--shard-items", type=int, default=4096, help="items per shard (default 4096)")
+    cache.add_argument("--no-progress", action="store_true", help="no progress bar: a log line per shard instead")
+    cache.set_defaults(handler=cmd_cache)
+
     rehearse = sub.add_parser(
         "rehearse", help="a dress rehearsal of every phase at the recipe's real widths, with random weights, on this machine",
         description=("Run every phase the recipe would run (pretrain, stage 1 and 2 with a checkpoint, an interruption and a "
@@ -226,6 +240,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from genhancer_plugins.commands.cache import precompute
+    from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.util.errors import RecipeError
+
+    loaded = load_recipe(args.recipe, args.overrides, manager=args.manager)
+    output_dir = args.output_dir or loaded.recipe.output_dir
+    if args.shard_items < 1 or not (output_dir or loaded.recipe.cache.directory):
+        raise RecipeError("--shard-items takes a positive integer; the cache needs cache.directory or an --output-dir")
+    result = precompute(loaded, args.manager, output_dir or ".", args.shard_items, show_progress=not args.no_progress,
+                        log=lambda message: print(f"[genhancer] {message}", flush=True))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[genhancer] cache: {json.dumps(result['entries'])} entries in {result['directory']}")
+    return 0
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -253,40 +283,10 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     return 1 if result["failure"] else 0
 
 
-def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> Any:
-    """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
-    from pydantic import ValidationError
-
-    from genhancer_plugins.recipe.schema import apply_override, parse_override
-    from genhancer_plugins.registry.manager import ComponentNotFound
-    from genhancer_plugins.util.errors import RecipeError, RunError
-
-    try:
-        registered = manager.get("evaluator", name)
-    except ComponentNotFound as exc:
-        raise RunError(str(exc)) from None
-    if registered.spec.scores != scores:
-        raise RecipeError(f"evaluator {name} scores {registered.spec.scores} models; this command scores {scores} models "
-                          "(see `genhancer plugins` for which command takes it)")
-    values: dict[str, Any] = {}
-    for text in texts:
-        keys, value = parse_override(text, option="--param/-p", example="root=data/MMVP_VLM")
-        apply_override(values, {}, keys, value, option="--param/-p")
-    try:
-        params = registered.spec.params.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise RecipeError(f"evaluator {name}: {problems}") from None
-    try:
-        return registered.spec.factory(params)
-    except (FileNotFoundError, ValueError) as exc:
-        raise RunError(f"evaluator {name}: {exc}") from None
-
-
 def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, str, str], Any]) -> int:
     """Score every --model (loaded by ``load(source, label, device)``) with an evaluator of
     ``scores`` models and print the side-by-side table."""
-    from genhancer_plugins.evaluation.runner import run_evaluation
+    from genhancer_plugins.evaluation.runner import build_evaluator, model_labels, run_evaluation
     from genhancer_plugins.util.devices import resolve_device
     from genhancer_plugins.util.errors import RunError
 
@@ -303,12 +303,6 @@ def compare_models(args: argparse.Namespace, scores: str, load: Callable[[str, s
     print(table)
     print(f"results: {output / 'summary.json'}")
     return 0
-
-
-def model_labels(sources: list[str]) -> list[str]:
-    """Short, unique names: the last path part, with its parent for every source whose last part repeats."""
-    names = [Path(s.rstrip("/")).name or s for s in sources]
-    return ["_".join(Path(s.rstrip("/")).parts[-2:]) if names.count(n) > 1 else n for s, n in zip(sources, names)]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -247,7 +247,7 @@ def test_report_shows_small_learning_rates(tmp_path):
 
 
 def test_eval_labels_every_model_uniquely():
-    from genhancer_plugins.cli import model_labels
+    from genhancer_plugins.evaluation.runner import model_labels
 
     assert model_labels(["runs/a/export", "runs/b/export"]) == ["a_export", "b_export"]
     assert model_labels(["runs/a/export", "openai/clip"]) == ["export", "clip"]

@@ -105,3 +105,39 @@ def run_evaluation(evaluator: Evaluator, models: Mapping[str, ImageTextModel], o
     output_dir.mkdir(parents=True, exist_ok=True)
     results = {label: evaluate_one(evaluator, model, label, output_dir) for label, model in models.items()}
     return results, write_comparison(evaluator, results, output_dir, reference)
+
+
+def build_evaluator(manager: Any, name: str, texts: list[str], scores: str) -> Any:
+    """The evaluator NAME with its parameters from KEY=VALUE texts; errors name the parameter or file at fault."""
+    from pydantic import ValidationError
+
+    from genhancer_plugins.recipe.schema import apply_override, parse_override
+    from genhancer_plugins.registry.manager import ComponentNotFound
+    from genhancer_plugins.util.errors import RecipeError, RunError
+
+    try:
+        registered = manager.get("evaluator", name)
+    except ComponentNotFound as exc:
+        raise RunError(str(exc)) from None
+    if registered.spec.scores != scores:
+        raise RecipeError(f"evaluator {name} scores {registered.spec.scores} models; this command scores {scores} models "
+                          "(see `genhancer plugins` for which command takes it)")
+    values: dict[str, Any] = {}
+    for text in texts:
+        keys, value = parse_override(text, option="--param/-p", example="root=data/MMVP_VLM")
+        apply_override(values, {}, keys, value, option="--param/-p")
+    try:
+        params = registered.spec.params.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise RecipeError(f"evaluator {name}: {problems}") from None
+    try:
+        return registered.spec.factory(params)
+    except (FileNotFoundError, ValueError) as exc:
+        raise RunError(f"evaluator {name}: {exc}") from None
+
+
+def model_labels(sources: list[str]) -> list[str]:
+    """Short, unique names: the last path part, with its parent for every source whose last part repeats."""
+    names = [Path(s.rstrip("/")).name or s for s in sources]
+    return ["_".join(Path(s.rstrip("/")).parts[-2:]) if names.count(n) > 1 else n for s, n in zip(sources, names)]

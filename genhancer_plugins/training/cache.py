@@ -21,8 +21,11 @@ it (same crops, same noise): the cache only skips recomputation.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,39 +69,119 @@ class FixedCrops(torch.utils.data.Dataset):
         return sample
 
 
+#: a precomputed shard: the entries of items [start, end) of one kind (``genhancer cache``)
+RANGE_SHARD = re.compile(r"^(?P<kind>[a-z_]+)-items-(?P<start>\d{10})-(?P<end>\d{10})\.safetensors$")
+#: precomputed shards open at once (each a memory map; a read copies one entry out)
+OPEN_SHARDS = 32
+
+
+def range_shard_name(kind: str, start: int, end: int) -> str:
+    return f"{kind}-items-{start:010d}-{end:010d}.safetensors"
+
+
+def cache_fingerprint(loaded: Any, encoder: Any, precision: str) -> dict[str, Any]:
+    """Everything that decides the cached values: a folder per fingerprint, shared by the runs that agree."""
+    raw = loaded.raw
+    fingerprint = {section: raw.get(section) for section in ("encoder", "tokenizer", "data", "pretrain")}
+    return fingerprint | {"encoder_source": encoder.pretrained_source(), "image_size": encoder.spec.image_size,
+                          "seed": loaded.recipe.train.seed, "precision": precision, "scheme": 1}
+
+
+def open_cache(loaded: Any, encoder: Any, precision: str, output_dir: Path, images: int, rank: int = 0) -> "FrozenCache":
+    """The recipe's cache (``cache.directory``, default ``<run>/cache``) for a dataset of ``images`` images."""
+    from genhancer_plugins.util.dtypes import torch_dtype
+
+    settings = loaded.recipe.cache
+    root = Path(settings.directory).expanduser() if settings.directory else Path(output_dir) / "cache"
+    return FrozenCache(root, cache_fingerprint(loaded, encoder, precision), torch_dtype(settings.dtype), rank, images)
+
+
 class FrozenCache:
-    def __init__(self, root: Path, fingerprint: dict[str, Any], dtype: torch.dtype, rank: int = 0):
+    """Two kinds of shard, both safetensors keyed by ``"<image>.<crop>"``:
+
+    - precomputed (``genhancer cache``): ``<kind>-items-<start>-<end>.safetensors`` holds items
+      [start, end) (item = image + crop x images). Only their ranges are kept in memory; an entry
+      is read from its shard's memory map when a batch needs it, so a process's memory does not
+      grow with the cache (a few shards stay open, least recently used closed first);
+    - filled during training (``<kind>-r<rank>-<n>.safetensors``): small, read whole at start-up.
+    """
+
+    def __init__(self, root: Path, fingerprint: dict[str, Any], dtype: torch.dtype, rank: int = 0, images: int | None = None):
         key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.directory = Path(root) / key
         self.directory.mkdir(parents=True, exist_ok=True)
         if not (self.directory / "fingerprint.json").is_file():
             write_json(self.directory / "fingerprint.json", fingerprint)
-        self.dtype, self.rank = dtype, rank
+        self.dtype, self.rank, self.images = dtype, rank, images
         self.entries: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in KINDS}
         self.pending: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in KINDS}
+        self.ranges: dict[str, list[tuple[int, int, Path]]] = {kind: [] for kind in KINDS}
+        self._open: OrderedDict[Path, Any] = OrderedDict()
         self.hits = self.misses = 0
         from safetensors.torch import load_file
 
         for shard in sorted(self.directory.glob("*.safetensors")):
+            ranged = RANGE_SHARD.match(shard.name)
+            if ranged and ranged["kind"] in self.ranges:
+                self.ranges[ranged["kind"]].append((int(ranged["start"]), int(ranged["end"]), shard))
+                continue
             kind = shard.name.split("-")[0]
             if kind in self.entries:
                 self.entries[kind].update(load_file(shard))
+        self._starts = {kind: [start for start, _, _ in ranges] for kind, ranges in self.ranges.items()}
+
+    def __getstate__(self) -> dict[str, Any]:  # loader workers started by spawn: no open maps
+        return {**self.__dict__, "_open": OrderedDict()}
+
+    def _item(self, key: str) -> int | None:
+        if self.images is None:
+            return None
+        image, _, crop = key.partition(".")
+        return int(image) + int(crop) * self.images
+
+    def _shard_of(self, kind: str, key: str) -> Path | None:
+        item = self._item(key)
+        if item is None or not self.ranges[kind]:
+            return None
+        at = bisect.bisect_right(self._starts[kind], item) - 1
+        if at < 0:
+            return None
+        start, end, path = self.ranges[kind][at]
+        return path if start <= item < end else None
+
+    def _read(self, path: Path, key: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        handle = self._open.pop(path, None)
+        if handle is None:
+            handle = safe_open(str(path), "pt")
+            while len(self._open) >= OPEN_SHARDS:
+                self._open.popitem(last=False)
+        self._open[path] = handle
+        return handle.get_tensor(key)
+
+    def _get(self, kind: str, key: str) -> torch.Tensor | None:
+        found = self.entries[kind].get(key)
+        if found is None:
+            path = self._shard_of(kind, key)
+            found = self._read(path, key) if path is not None else None
+        return found
 
     def lookup(self, kind: str, keys: list[str], compute: Callable[[list[int]], torch.Tensor], device: Any) -> torch.Tensor:
         """The entries of ``keys``; the missing ones computed by ``compute(positions)`` (a
         tensor with a row per position) and kept."""
-        store = self.entries[kind]
-        missing = [i for i, key in enumerate(keys) if key not in store]
+        rows: list[torch.Tensor | None] = [self._get(kind, key) for key in keys]
+        missing = [i for i, row in enumerate(rows) if row is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
             computed = compute(missing).detach().to("cpu", self.dtype)
             for row, position in zip(computed, missing):
-                store[keys[position]] = self.pending[kind][keys[position]] = row.contiguous()
-        return torch.stack([store[key] for key in keys]).to(device=device, dtype=torch.float32)
+                rows[position] = self.entries[kind][keys[position]] = self.pending[kind][keys[position]] = row.contiguous()
+        return torch.stack(rows).to(device=device, dtype=torch.float32)  # type: ignore[arg-type]
 
     def has(self, key: str, kinds: tuple[str, ...]) -> bool:
-        return all(key in self.entries[kind] for kind in kinds)
+        return all(key in self.entries[kind] or self._shard_of(kind, key) is not None for kind in kinds)
 
     def flush(self) -> None:
         """Write what was computed since the last flush as new shards (one set per process; runs
@@ -112,9 +195,12 @@ class FrozenCache:
                     save_tensors(dict(tensors), self.directory / f"{kind}-r{self.rank}-{number:05d}.safetensors")
                     tensors.clear()
 
+    def count(self, kind: str) -> int:
+        return len(self.entries[kind]) + sum(end - start for start, end, _ in self.ranges[kind])
+
     def stats(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "hits": self.hits, "misses": self.misses,
-                "entries": {kind: len(store) for kind, store in self.entries.items()}}
+                "entries": {kind: self.count(kind) for kind in KINDS}}
 
 
 def cached_inputs(cache: FrozenCache, model: Any, batch: dict[str, Any], images: torch.Tensor, with_encoder: bool,

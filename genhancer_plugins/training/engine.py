@@ -44,7 +44,6 @@ from genhancer_plugins.training.rundir import (
     record_recipe,
 )
 from genhancer_plugins.training.stage import StageResult, StageTrainer
-from genhancer_plugins.util.dtypes import torch_dtype
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import write_json
 from genhancer_plugins.util.tables import difference
@@ -98,7 +97,8 @@ class Run:
         if acc.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             self.lock.acquire(self.log)
-        others = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+        # a cache/ alone (`genhancer cache` before the run) is no earlier run; --overwrite keeps it (fingerprinted folders)
+        others = [p for p in out.iterdir() if p.name not in (LOCK_FILE, "cache")] if out.is_dir() else []
         self._fresh = not others
         try:
             if others and not (self.resume or self.overwrite):
@@ -155,22 +155,17 @@ class Run:
         require_inputs(self.loaded, self.manager, self.output_dir, environment=True, built=self._checked_evaluators.__setitem__)
 
     # -- 2 -------------------------------------------------------------------
-    def _mixed_precision(self) -> str:
-        wanted = self.recipe.train.mixed_precision
-        if wanted != "auto":
-            return wanted
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-
     def setup_accelerator(self) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
+        from genhancer_plugins.util.dtypes import resolve_precision
         from genhancer_plugins.util.threads import set_cpu_threads
 
         train = self.recipe.train
         self.threads = set_cpu_threads(train.num_threads)  # before any model is built or data loaded
         self.accelerator = Accelerator(
-            mixed_precision=self._mixed_precision(),
+            mixed_precision=resolve_precision(train.mixed_precision),
             gradient_accumulation_steps=train.gradient_accumulation_steps,
             log_with=list(train.report_to) or None,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
@@ -215,7 +210,7 @@ class Run:
 
     def _setup_frozen_work(self) -> None:
         """Fixed crops per image and the cache of the frozen modules' work (genhancer_plugins.training.cache)."""
-        from genhancer_plugins.training.cache import FixedCrops, FrozenCache
+        from genhancer_plugins.training.cache import KINDS, FixedCrops, open_cache
 
         self.cache = None
         crops = self.recipe.data.fixed_crops
@@ -224,15 +219,11 @@ class Run:
         if isinstance(self.dataset, torch.utils.data.IterableDataset):
             raise RunError(f"data.fixed_crops needs a map-style dataset; {self.recipe.data.name} streams")
         self.dataset = FixedCrops(self.dataset, crops, self.recipe.train.seed, self.model.encoder.spec.image_size)
-        settings = self.recipe.cache
-        if settings.enabled:
-            raw = self.loaded.raw
-            fingerprint = {section: raw.get(section) for section in ("encoder", "tokenizer", "data", "pretrain")}
-            fingerprint |= {"encoder_source": self.model.encoder.pretrained_source(), "image_size": self.model.encoder.spec.image_size,
-                            "seed": self.recipe.train.seed, "precision": self.accelerator.mixed_precision, "scheme": 1}
-            root = Path(settings.directory).expanduser() if settings.directory else self.output_dir / "cache"
-            self.cache = FrozenCache(root, fingerprint, torch_dtype(settings.dtype), self.accelerator.process_index)
-            self.log(f"frozen-work cache: {self.cache.directory} ({sum(len(v) for v in self.cache.entries.values()):,} entries)")
+        if self.recipe.cache.enabled:
+            self.cache = open_cache(self.loaded, self.model.encoder, self.accelerator.mixed_precision, self.output_dir,
+                                    len(self.dataset.dataset), self.accelerator.process_index)
+            counts = ", ".join(f"{self.cache.count(kind):,} {kind}" for kind in KINDS)
+            self.log(f"frozen-work cache: {self.cache.directory} ({counts})")
 
     @staticmethod
     def _build_evaluator(spec: Any) -> Any:

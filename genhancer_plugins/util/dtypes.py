@@ -23,3 +23,12 @@ def compute_dtype(mixed_precision: str) -> Any:
     """The autocast dtype of a mixed-precision setting, or None for full precision."""
     name = PRECISIONS.get(mixed_precision)
     return torch_dtype(name) if name else None
+
+
+def resolve_precision(wanted: str) -> str:
+    """``train.mixed_precision`` for this machine: ``auto`` is bf16 on a GPU that has it, else no."""
+    import torch
+
+    if wanted != "auto":
+        return wanted
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
