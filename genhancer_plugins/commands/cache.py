@@ -69,7 +69,7 @@ def precompute(loaded: LoadedRecipe, manager: Any, output_dir: str | Path, shard
         for start, end in todo:
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(crops, range(start, end)), batch_size=recipe.data.batch_size,
                                                  num_workers=recipe.data.num_workers, collate_fn=collate)
-            written: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in kinds}
+            written: dict[str, list[torch.Tensor]] = {kind: [] for kind in kinds}  # rows in item order (no shuffling)
             for batch in loader:
                 pixels = batch["pixel_values"].to(acc.device)
                 rows = {"targets": model.target_parameters(pixels)}
@@ -77,13 +77,13 @@ def precompute(loaded: LoadedRecipe, manager: Any, output_dir: str | Path, shard
                     with acc.autocast():
                         rows["global_token"] = model.frozen_global_token(pixels)
                 for kind, values in rows.items():
-                    for key, row in zip(batch["cache_keys"], values.detach().to("cpu", cache.dtype)):
-                        written[kind][key] = row.contiguous()
+                    written[kind].append(values.detach().to("cpu", cache.dtype))
                 bar.update(len(batch["cache_keys"]))
             for kind in kinds:
                 final = cache.directory / range_shard_name(kind, start, end)
                 partial = final.with_name(final.name + ".partial")
-                save_tensors(written[kind], partial)
+                save_tensors({"rows": torch.cat(written[kind]).contiguous()}, partial,
+                             metadata={"format": "pt", "kind": kind, "start": str(start), "end": str(end)})
                 os.replace(partial, final)  # whole or absent: a resume rewrites only what is missing
             done += end - start
             if not (main and bar.disable):

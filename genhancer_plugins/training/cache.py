@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -69,14 +70,35 @@ class FixedCrops(torch.utils.data.Dataset):
         return sample
 
 
-#: a precomputed shard: the entries of items [start, end) of one kind (``genhancer cache``)
+#: a precomputed shard: one tensor ``rows`` [end - start, ...], the entries of items [start, end) of one kind
 RANGE_SHARD = re.compile(r"^(?P<kind>[a-z_]+)-items-(?P<start>\d{10})-(?P<end>\d{10})\.safetensors$")
-#: precomputed shards open at once (each a memory map; a read copies one entry out)
-OPEN_SHARDS = 32
+#: precomputed shards open at once (a file descriptor and the offset of its rows each)
+OPEN_SHARDS = 256
+STORED = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
 def range_shard_name(kind: str, start: int, end: int) -> str:
     return f"{kind}-items-{start:010d}-{end:010d}.safetensors"
+
+
+class _Rows:
+    """A precomputed shard read row by row with ``pread``: no memory map, so what was read is
+    no part of the process's memory once copied out (the OS's page cache keeps the file)."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY)
+        length = int.from_bytes(os.pread(self.fd, 8, 0), "little")  # the safetensors layout: header size, JSON header, data
+        info = json.loads(os.pread(self.fd, length, 8))["rows"]
+        self.dtype, self.shape = STORED[info["dtype"]], info["shape"]
+        begin, end = info["data_offsets"]
+        self.offset, self.row_bytes = 8 + length + begin, (end - begin) // self.shape[0]
+
+    def row(self, index: int) -> torch.Tensor:
+        data = bytearray(os.pread(self.fd, self.row_bytes, self.offset + index * self.row_bytes))
+        return torch.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def cache_fingerprint(loaded: Any, encoder: Any, precision: str) -> dict[str, Any]:
@@ -99,10 +121,10 @@ def open_cache(loaded: Any, encoder: Any, precision: str, output_dir: Path, imag
 class FrozenCache:
     """Two kinds of shard, both safetensors keyed by ``"<image>.<crop>"``:
 
-    - precomputed (``genhancer cache``): ``<kind>-items-<start>-<end>.safetensors`` holds items
-      [start, end) (item = image + crop x images). Only their ranges are kept in memory; an entry
-      is read from its shard's memory map when a batch needs it, so a process's memory does not
-      grow with the cache (a few shards stay open, least recently used closed first);
+    - precomputed (``genhancer cache``): ``<kind>-items-<start>-<end>.safetensors`` holds the rows of
+      items [start, end) (item = image + crop x images) in one tensor. Only the ranges are kept in
+      memory; a row is read from its file when a batch needs it, so a process's memory does not grow
+      with the cache (up to OPEN_SHARDS files stay open, least recently used closed first);
     - filled during training (``<kind>-r<rank>-<n>.safetensors``): small, read whole at start-up.
     """
 
@@ -130,7 +152,7 @@ class FrozenCache:
                 self.entries[kind].update(load_file(shard))
         self._starts = {kind: [start for start, _, _ in ranges] for kind, ranges in self.ranges.items()}
 
-    def __getstate__(self) -> dict[str, Any]:  # loader workers started by spawn: no open maps
+    def __getstate__(self) -> dict[str, Any]:  # loader workers started by spawn: no open files
         return {**self.__dict__, "_open": OrderedDict()}
 
     def _item(self, key: str) -> int | None:
@@ -139,7 +161,8 @@ class FrozenCache:
         image, _, crop = key.partition(".")
         return int(image) + int(crop) * self.images
 
-    def _shard_of(self, kind: str, key: str) -> Path | None:
+    def _shard_of(self, kind: str, key: str) -> tuple[Path, int] | None:
+        """The precomputed shard holding ``key``, and its row there."""
         item = self._item(key)
         if item is None or not self.ranges[kind]:
             return None
@@ -147,24 +170,22 @@ class FrozenCache:
         if at < 0:
             return None
         start, end, path = self.ranges[kind][at]
-        return path if start <= item < end else None
+        return (path, item - start) if start <= item < end else None
 
-    def _read(self, path: Path, key: str) -> torch.Tensor:
-        from safetensors import safe_open
-
-        handle = self._open.pop(path, None)
-        if handle is None:
-            handle = safe_open(str(path), "pt")
+    def _read(self, path: Path, row: int) -> torch.Tensor:
+        rows = self._open.pop(path, None)
+        if rows is None:
+            rows = _Rows(path)
             while len(self._open) >= OPEN_SHARDS:
-                self._open.popitem(last=False)
-        self._open[path] = handle
-        return handle.get_tensor(key)
+                self._open.popitem(last=False)[1].close()
+        self._open[path] = rows
+        return rows.row(row)
 
     def _get(self, kind: str, key: str) -> torch.Tensor | None:
         found = self.entries[kind].get(key)
         if found is None:
-            path = self._shard_of(kind, key)
-            found = self._read(path, key) if path is not None else None
+            place = self._shard_of(kind, key)
+            found = self._read(*place) if place is not None else None
         return found
 
     def lookup(self, kind: str, keys: list[str], compute: Callable[[list[int]], torch.Tensor], device: Any) -> torch.Tensor:
