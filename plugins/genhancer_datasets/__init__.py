@@ -1,4 +1,4 @@
-"""Built-in datasets: ``synthetic``, ``image_folder`` and ``webdataset``."""
+"""Built-in datasets: ``synthetic``, ``image_folder``, ``webdataset`` and ``hf_dataset``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from genhancer_plugins import ComponentSpec, hookimpl
 
-from .params import ImageFolderParams, SyntheticParams, WebDatasetParams
+from .params import HFDatasetParams, ImageFolderParams, SyntheticParams, WebDatasetParams
 
 
 def _build_synthetic(params: SyntheticParams, image_size: int, seed: int = 0) -> Any:
@@ -43,6 +43,30 @@ def _build_webdataset(params: WebDatasetParams, image_size: int, seed: int = 0) 
     from .webdataset import WebDataset
 
     return WebDataset(params, image_size, seed)
+
+
+def _build_hf_dataset(params: HFDatasetParams, image_size: int, seed: int = 0) -> Any:
+    from .hf_dataset import HFImageDataset, StreamingHFImageDataset
+
+    return (StreamingHFImageDataset if params.streaming else HFImageDataset)(params, image_size, seed)
+
+
+def _check_hf_dataset(params: HFDatasetParams) -> list[str]:
+    import importlib.util
+
+    problems = [] if importlib.util.find_spec("datasets") else ["the `datasets` library is not installed: `pip install 'genhancer[hf]'`"]
+    path = params.path
+    local = path.startswith(("/", ".", "~")) or Path(path).expanduser().exists() or any(c in path for c in "*?[")
+    if local and not any(c in path for c in "*?[") and not Path(path).expanduser().exists():
+        problems.append(f"data.params.path {path} does not exist")
+    return problems
+
+
+def _rehearse_hf_dataset(params: HFDatasetParams, directory: Path, image_size: int) -> HFDatasetParams:
+    from .samples import write_sample_dataset
+
+    return params.model_copy(update={"path": str(write_sample_dataset(directory / "hf_dataset", image_size)), "split": "train",
+                                     "image_column": "image", "num_samples": None, "revision": None})
 
 
 def _rehearse_image_folder(params: ImageFolderParams, directory: Path, image_size: int) -> ImageFolderParams:
@@ -85,5 +109,14 @@ def genhancer_components() -> list[ComponentSpec]:
             check=_check_webdataset,
             rehearsal=_rehearse_webdataset,
             description="img2dataset tar shards (CC3M's usual form); streaming, sharded per process and worker",
+        ),
+        ComponentSpec(
+            kind="dataset",
+            name="hf_dataset",
+            factory=_build_hf_dataset,
+            params=HFDatasetParams,
+            check=_check_hf_dataset,
+            rehearsal=_rehearse_hf_dataset,
+            description="a Hugging Face `datasets` set (save_to_disk directory, parquet/arrow files, hub id), map-style or streamed",
         ),
     ]

@@ -85,3 +85,10 @@ def sample(pixel_values: torch.Tensor, key: str, skipped: list[str], **extra: An
     """A dataset item. ``skipped`` carries the keys of unreadable samples met on
     the way, so the engine can count and report them without crashing."""
     return {"pixel_values": pixel_values, "key": key, "skipped": skipped, **extra}
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in a launched job; (0, 1) alone (streams split by it)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1

@@ -61,3 +61,15 @@ class WebDatasetParams(CropParams):
     )
     shuffle_buffer: int = Field(1000, ge=0, description="samples held for shuffling (0: stream order)")
     image_keys: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"], description="extensions tried in order")
+
+
+class HFDatasetParams(CropParams):
+    path: str = Field(
+        ..., description="a directory written by save_to_disk, parquet/arrow files (a file, a directory of them or a glob), or a hub id"
+    )
+    split: str = Field("train", description="the split to read")
+    image_column: str = Field("image", description="the column holding the images (an Image feature, or bytes, or paths)")
+    streaming: bool = Field(False, description="read as a stream (large sets): sharded per process and worker, shuffled in a buffer")
+    num_samples: PositiveInt | None = Field(None, description="streaming: epoch length; default: the split's size in the dataset's info")
+    shuffle_buffer: int = Field(1000, ge=0, description="streaming: samples held for shuffling (0: stream order)")
+    revision: str | None = Field(None, description="hub ids: a branch, tag or commit")

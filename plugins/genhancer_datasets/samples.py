@@ -57,3 +57,14 @@ def write_sample_shards(root: Path, image_size: int, count: int = SAMPLES, per_s
         (root / f"{shard // per_shard:05d}_stats.json").write_text(json.dumps({"successes": min(per_shard, count - shard)}))
         shards.append(str(path))
     return shards
+
+
+def write_sample_dataset(root: Path, image_size: int, count: int = SAMPLES) -> Path:
+    """A Hugging Face dataset saved with ``save_to_disk``: an ``image`` column of JPEGs (and a caption)."""
+    import datasets
+
+    rows = {"image": [{"bytes": _jpeg(image_size, index), "path": None} for index in range(count)],
+            "caption": [f"sample {index}" for index in range(count)]}
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")})
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(root))
+    return root

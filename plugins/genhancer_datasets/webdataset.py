@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .common import load_image, random_resized_crop, sample, skip_entry, to_tensor
+from .common import load_image, process_rank, random_resized_crop, sample, skip_entry, to_tensor
 from .params import WebDatasetParams
 
 
@@ -45,12 +45,6 @@ def count_from_stats(shards: list[str]) -> int | None:
             return None
         total += int(json.loads(stats.read_text())["successes"])
     return total
-
-
-def _rank() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class WebDataset(torch.utils.data.IterableDataset):
@@ -99,7 +93,7 @@ class WebDataset(torch.utils.data.IterableDataset):
         yield from wds.tarfile_samples(({"url": s} for s in shards), handler=note)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        rank, world = _rank()
+        rank, world = process_rank()
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         shards, stride, offset = self.slot_shards(rank, world, worker, workers)
