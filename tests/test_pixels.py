@@ -4,6 +4,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from genhancer_plugins import to_rgb, to_tensor
@@ -68,3 +69,16 @@ def test_every_reader_applies_them(tmp_path, reader):
         image, flat = open_image(path.read_bytes()), open_image(grey)
         assert image.size == (64, 128)
     assert 100 < np.asarray(flat).mean() < 155
+
+
+def test_the_faster_conversions_give_the_same_pixels_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for shape in ((37, 53, 3), (224, 224, 3), (1, 1, 3)):
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        before = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        after = to_tensor(image)
+        assert torch.equal(before, after) and after.is_contiguous() and after.dtype == torch.float32
+    image = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert to_rgb(image, copy=False) is image and to_rgb(image) is not image  # the default still copies
+    palette = image.convert("P")
+    assert to_rgb(palette, copy=False).mode == "RGB"  # anything to convert is converted either way

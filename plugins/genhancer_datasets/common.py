@@ -70,7 +70,7 @@ def load_image(data: bytes | str, min_side: int | None = None, max_pixels: int |
         elif max_pixels and image.width * image.height > max_pixels:
             raise ValueError(f"{image.width}x{image.height} pixels, above data.params.max_pixels ({max_pixels})")
         image.load()
-        return to_rgb(image)
+        return to_rgb(image, copy=False)  # this image is ours: no full-size copy
 
 
 def skip_entry(key: str, exc: BaseException | None = None, reason: str = "") -> str:
