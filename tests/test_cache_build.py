@@ -65,6 +65,29 @@ def test_a_killed_build_resumes_at_the_first_missing_shard(tmp_path, capsys):
     assert len(list(folder.glob("*-items-*.safetensors"))) == 8
 
 
+@pytest.mark.slow
+def test_a_run_on_a_precomputed_cache_resumes_exactly(tmp_path):
+    from genhancer_plugins import hookimpl
+
+    recipe = write_recipe(tmp_path, {**CACHED, "train": {**TINY["train"], "checkpoint_every": 2},
+                                     "cache": {"enabled": True, "directory": str(tmp_path / "built")}})
+    assert main(["cache", str(recipe), "--shard-items", "10", "--no-progress"]) == 0
+    whole = run_recipe(recipe, tmp_path / "whole")
+
+    class Crash:
+        @hookimpl
+        def genhancer_step_end(self, step):
+            if step.stage == "stage1" and step.step == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "resumed", plugins=[(Crash(), "crash")])
+    resumed = run_recipe(recipe, tmp_path / "resumed", resume=True)
+    for stage in ("stage1", "stage2"):
+        assert _losses(resumed, stage) == _losses(whole, stage)
+    assert resumed["cache"]["misses"] == 0
+
+
 def test_cache_needs_the_cache_on_and_fixed_crops(tmp_path, capsys):
     recipe = write_recipe(tmp_path, FAST)
     assert main(["cache", str(recipe), "-o", str(tmp_path / "run")]) == 2
