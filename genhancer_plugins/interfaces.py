@@ -183,6 +183,11 @@ class Denoiser(nn.Module, ABC):
         """``torch.compile`` the network in place (parameter names unchanged); False if this denoiser cannot."""
         return False
 
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """Parameters that never train, in any stage (a pretrained network kept frozen: only the
+        projector learns to speak to it). Default: none; everything trains when the stage trains the denoiser."""
+        return []
+
     def save_pretrained(self, directory: Path) -> None:
         """Write the trained denoiser in its library's own layout (default: its
         parameters as ``model.safetensors``)."""

@@ -50,7 +50,7 @@ def test_the_skip_policy_skips_only_the_non_finite_steps(tmp_path):
     from accelerate import Accelerator
 
     from genhancer_plugins.recipe.schema import TrainSettings
-    from genhancer_plugins.training.stage import NonFiniteGuard
+    from genhancer_plugins.training.nonfinite import NonFiniteGuard
 
     guard = NonFiniteGuard("stage1", TrainSettings(nonfinite="skip", max_skipped_steps=2), Accelerator(cpu=True), tmp_path)
     bad, good = torch.ones(()), torch.zeros(())

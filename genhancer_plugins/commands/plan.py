@@ -62,7 +62,9 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
     stages: dict[str, Any] = {}
     if models is not None:
         encoder, denoiser, conditioner = models["encoder"], models["denoiser"], models["conditioner"]
-        head = count_parameters(denoiser) + count_parameters(conditioner)
+        frozen = sum(p.numel() for p in denoiser.frozen_parameters())  # a pretrained network the recipe keeps frozen
+        head = count_parameters(denoiser) - frozen + count_parameters(conditioner)
+        trains = "projector (denoiser frozen)" if frozen else "projector + denoiser"
         sizes = {
             "encoder": count_parameters(encoder),
             "encoder_vision": sum(p.numel() for p in encoder.vision_parameters()),
@@ -74,7 +76,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         plan["image_size"] = encoder.spec.image_size
         plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
         if STAGE1 in recipe.active_stages():
-            stages[STAGE1] = {"trainable": head, "what": "projector + denoiser (encoder frozen)"}
+            stages[STAGE1] = {"trainable": head, "what": "projector (denoiser and encoder frozen)" if frozen
+                              else "projector + denoiser (encoder frozen)"}
         if recipe.stage2.enabled:
             s2 = recipe.stage2
             if s2.encoder_tuning == "lora":
@@ -89,7 +92,7 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
                 enc = sizes["encoder_vision"]
                 what = "encoder vision tower (full fine-tuning)"
             trainable = enc + (head if s2.mode == "all" else 0)
-            what += " + projector + denoiser" if s2.mode == "all" else " (denoiser and projector frozen)"
+            what += f" + {trains}" if s2.mode == "all" else " (denoiser and projector frozen)"
             stages[STAGE2] = {"trainable": trainable, "what": what}
     for name in recipe.active_stages():
         settings = getattr(recipe, name)

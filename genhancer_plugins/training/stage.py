@@ -42,6 +42,7 @@ from genhancer_plugins.training.checkpoint import (
 from genhancer_plugins.training.context import TrainingContext
 from genhancer_plugins.training.lora import apply_lora, has_lora, mark_lora_trainable
 from genhancer_plugins.training.model import GenHancerModel, collate
+from genhancer_plugins.training.nonfinite import NonFiniteGuard
 from genhancer_plugins.training.sharding import full
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import respect_umask, save_tensors, write_json
@@ -80,7 +81,7 @@ def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, devic
     model.requires_grad_(False)
     if stage == STAGE1:
         model.conditioner.requires_grad_(True)
-        model.denoiser.requires_grad_(True)
+        train_denoiser(model.denoiser)
         return
     s2 = recipe.stage2
     if s2.encoder_tuning == "lora":
@@ -93,49 +94,13 @@ def configure_trainable(model: GenHancerModel, stage: str, recipe: Recipe, devic
             param.requires_grad_(True)
     if s2.mode == "all":
         model.conditioner.requires_grad_(True)
-        model.denoiser.requires_grad_(True)
+        train_denoiser(model.denoiser)
 
 
-class NonFiniteGuard:
-    """A NaN or inf loss or gradient, by ``train.nonfinite``: ``stop`` checks on logged steps and
-    before every checkpoint and the stage's end (one device sync there, which logging makes anyway)
-    and stops with one line; ``skip`` checks every step and drops that update, stopping after
-    ``max_skipped_steps`` in a row. Either way nothing non-finite is ever saved."""
-
-    def __init__(self, stage: str, train: Any, accelerator: Any, checkpoints: Path):
-        self.stage, self.train, self.acc, self.checkpoints = stage, train, accelerator, checkpoints
-        self.in_a_row = 0
-        self.last_checked = 0
-
-    def _any(self, count: torch.Tensor) -> bool:
-        return bool(self.acc.reduce(count, reduction="sum").item() > 0) if self.acc.num_processes > 1 else bool(count.item() > 0)
-
-    def _stop(self, what: str) -> None:
-        done = list_checkpoints(self.checkpoints)
-        good = f"the last good checkpoint is {done[-1]}" if done else "no checkpoint of this stage was written yet"
-        raise RunError(f"{self.stage}: {what}; {good} (nothing non-finite was saved). Lower {self.stage}.learning_rate (or "
-                       f"max_grad_norm) and continue with --resume, or set train.nonfinite: skip to drop such steps")
-
-    def skip_update(self, count: torch.Tensor, step: int) -> bool:
-        if self.train.nonfinite != "skip":
-            return False
-        if not self._any(count):
-            self.in_a_row = 0
-            return False
-        self.in_a_row += 1
-        if self.in_a_row > self.train.max_skipped_steps:
-            self._stop(f"{self.in_a_row} steps in a row (to step {step + 1}) had a non-finite loss or gradient")
-        return True
-
-    def check(self, count: torch.Tensor, step: int, trained: list[torch.nn.Parameter]) -> None:
-        """Before a log line, a checkpoint or the stage's end: the losses and gradients since the last
-        check, and the trained weights themselves (an update can overflow them with a finite loss)."""
-        local = [p.detach().to_local() if hasattr(p, "to_local") else p.detach() for p in trained]  # a shard under FSDP2
-        weights = torch.stack([(~torch.isfinite(t)).any() for t in local]).any().float() if local else torch.zeros(())
-        if self._any(count.detach().to(weights.device) + weights):
-            self._stop(f"the loss, its gradient or the weights became non-finite (NaN or inf) between step {self.last_checked + 1} "
-                       f"and step {step}")
-        self.last_checked = step
+def train_denoiser(denoiser: Any) -> None:
+    denoiser.requires_grad_(True)
+    for param in denoiser.frozen_parameters():  # e.g. a pretrained transformer the recipe keeps frozen
+        param.requires_grad_(False)
 
 
 def loader_options(data: Any, on_gpu: bool) -> dict[str, Any]:

@@ -35,6 +35,19 @@ class TimestepSampling(Params):
 
 
 class RectifiedFlowParams(Params):
+    source: str | None = Field(
+        None,
+        description=(
+            "pretrained weights: hub id or local diffusers directory (with `subfolder`), or a raw BFL "
+            "flux1-dev/flux1-schnell .safetensors file; the fields below must describe it (preset flux-dev-depth); "
+            "empty: random initialisation (the paper's lightweight denoiser)"
+        ),
+    )
+    subfolder: str | None = "transformer"
+    revision: str | None = None
+    train_network: bool = Field(
+        True, description="false: the transformer stays frozen in every stage and only the projector learns to condition it"
+    )
     num_layers: PositiveInt = Field(2, description="MM-DiT (double-stream) blocks, n")
     num_single_layers: PositiveInt = Field(4, description="single-stream blocks, 2n in the paper")
     attention_head_dim: PositiveInt = 128

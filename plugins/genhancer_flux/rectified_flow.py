@@ -2,18 +2,23 @@
 
 Conventions (the paper's): x1 is the clean latent, x0 ~ N(0, I) the noise,
 x_t = (1 - t) x1 + t x0, and the network predicts the velocity v = x0 - x1.
-t = 1 is pure noise, so sampling integrates from t = 1 down to t = 0.
+t = 1 is pure noise, so sampling integrates from t = 1 down to t = 0. These are FLUX.1's
+own conventions (its packing, position ids and timestep scale too), so a pretrained FLUX
+transformer (``source``) takes the projected class token in its condition slots unchanged.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec, construction_device
+from genhancer_plugins import Condition, ConditionSpec, Denoiser, TargetSpec, construction_device, loading_from
 
 from .params import RectifiedFlowParams, TimestepSampling
 
@@ -48,6 +53,43 @@ def latent_position_ids(height: int, width: int) -> Tensor:
     return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3).float()
 
 
+#: the architecture fields a checkpoint's config must share with the recipe's params
+ARCHITECTURE = ("patch_size", "in_channels", "num_layers", "num_single_layers", "attention_head_dim", "num_attention_heads",
+                "joint_attention_dim", "pooled_projection_dim", "guidance_embeds", "axes_dims_rope")
+
+
+def load_transformer(params: RectifiedFlowParams, kwargs: dict[str, Any]) -> Any:
+    """A pretrained FLUX transformer: a diffusers directory or hub id (``subfolder``), or a raw BFL file
+    (``from_single_file`` with the params as its config); its architecture must be the params'."""
+    from diffusers import FluxTransformer2DModel
+
+    source = str(params.source)
+    path = Path(source).expanduser()
+    with loading_from(source):
+        if path.is_file():
+            if path.suffix != ".safetensors":
+                raise ValueError(f"rectified_flow: {path}: only .safetensors transformer files are read (no pickles)")
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "transformer").mkdir()
+                (Path(tmp) / "transformer" / "config.json").write_text(json.dumps({"_class_name": "FluxTransformer2DModel", **kwargs}))
+                transformer = FluxTransformer2DModel.from_single_file(str(path), config=tmp, subfolder="transformer",
+                                                                      local_files_only=True)
+        else:
+            subfolder = params.subfolder if not path.is_dir() or (path / str(params.subfolder)).is_dir() else None
+            transformer = FluxTransformer2DModel.from_pretrained(source, subfolder=subfolder, revision=params.revision)
+    config = transformer.config
+    differing = [f"{name} {_plain(config.get(name))} (params: {_plain(kwargs[name])})" for name in ARCHITECTURE
+                 if _plain(config.get(name)) != _plain(kwargs[name])]
+    if differing:
+        raise ValueError(f"rectified_flow: {source} is not the architecture the params describe: {'; '.join(differing)} "
+                         "(set the params to the checkpoint's, e.g. preset flux-dev-depth for FLUX.1-dev)")
+    return transformer
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 class RectifiedFlowDenoiser(Denoiser):
     def __init__(self, params: RectifiedFlowParams, target: TargetSpec, meta: bool = False):
         super().__init__()
@@ -73,9 +115,15 @@ class RectifiedFlowDenoiser(Denoiser):
             guidance_embeds=params.guidance_embeds,
             axes_dims_rope=tuple(params.axes_dims_rope),
         )
-        with construction_device(meta):
-            self.transformer = FluxTransformer2DModel(**kwargs)
+        if params.source and not meta:
+            self.transformer = load_transformer(params, kwargs)
+        else:  # random weights, or the planned architecture of a checkpoint (validate, bench --dry)
+            with construction_device(meta):
+                self.transformer = FluxTransformer2DModel(**kwargs)
         self.register_buffer("img_ids", latent_position_ids(height, width), persistent=False)
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        return [] if self.params.train_network else list(self.transformer.parameters())
 
     def velocity(self, noisy: Tensor, t: Tensor, condition: Condition) -> Tensor:
         """The network's velocity prediction for packed noisy latents."""
