@@ -73,3 +73,76 @@ def test_a_frozen_transformer_gets_no_gradient_and_only_the_projector_trains(tmp
     assert kept and all(torch.equal(kept[k], original[k]) for k in original)  # the pretrained transformer never moved
     projector = [k for k in trained if k.startswith("conditioner.")]
     assert projector  # what trained instead
+
+
+def to_bfl(state):
+    """A diffusers FluxTransformer2DModel state dict in Black Forest Labs' own key names (flux1-dev.safetensors):
+    the inverse of the renames diffusers applies when it reads such a file."""
+    out, s = {}, dict(state)
+
+    def take(name):
+        return s.pop(name)
+
+    for bfl, ours in (("time_in", "time_text_embed.timestep_embedder"), ("vector_in", "time_text_embed.text_embedder"),
+                      ("guidance_in", "time_text_embed.guidance_embedder")):
+        for kind in ("weight", "bias"):
+            out[f"{bfl}.in_layer.{kind}"] = take(f"{ours}.linear_1.{kind}")
+            out[f"{bfl}.out_layer.{kind}"] = take(f"{ours}.linear_2.{kind}")
+    for bfl, ours in (("txt_in", "context_embedder"), ("img_in", "x_embedder"), ("final_layer.linear", "proj_out")):
+        for kind in ("weight", "bias"):
+            out[f"{bfl}.{kind}"] = take(f"{ours}.{kind}")
+    for kind in ("weight", "bias"):  # diffusers keeps (scale, shift), BFL (shift, scale)
+        scale, shift = take(f"norm_out.linear.{kind}").chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat([shift, scale])
+    doubles = sorted({int(k.split(".")[1]) for k in s if k.startswith("transformer_blocks.")})
+    for i in doubles:
+        p, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{b}img_mod.lin.{kind}"] = take(f"{p}norm1.linear.{kind}")
+            out[f"{b}txt_mod.lin.{kind}"] = take(f"{p}norm1_context.linear.{kind}")
+            out[f"{b}img_attn.qkv.{kind}"] = torch.cat([take(f"{p}attn.to_{x}.{kind}") for x in "qkv"])
+            out[f"{b}txt_attn.qkv.{kind}"] = torch.cat([take(f"{p}attn.add_{x}_proj.{kind}") for x in "qkv"])
+            out[f"{b}img_mlp.0.{kind}"] = take(f"{p}ff.net.0.proj.{kind}")
+            out[f"{b}img_mlp.2.{kind}"] = take(f"{p}ff.net.2.{kind}")
+            out[f"{b}txt_mlp.0.{kind}"] = take(f"{p}ff_context.net.0.proj.{kind}")
+            out[f"{b}txt_mlp.2.{kind}"] = take(f"{p}ff_context.net.2.{kind}")
+            out[f"{b}img_attn.proj.{kind}"] = take(f"{p}attn.to_out.0.{kind}")
+            out[f"{b}txt_attn.proj.{kind}"] = take(f"{p}attn.to_add_out.{kind}")
+        out[f"{b}img_attn.norm.query_norm.scale"] = take(f"{p}attn.norm_q.weight")
+        out[f"{b}img_attn.norm.key_norm.scale"] = take(f"{p}attn.norm_k.weight")
+        out[f"{b}txt_attn.norm.query_norm.scale"] = take(f"{p}attn.norm_added_q.weight")
+        out[f"{b}txt_attn.norm.key_norm.scale"] = take(f"{p}attn.norm_added_k.weight")
+    singles = sorted({int(k.split(".")[1]) for k in s if k.startswith("single_transformer_blocks.")})
+    for i in singles:
+        p, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{b}modulation.lin.{kind}"] = take(f"{p}norm.linear.{kind}")
+            out[f"{b}linear1.{kind}"] = torch.cat([take(f"{p}attn.to_{x}.{kind}") for x in "qkv"] + [take(f"{p}proj_mlp.{kind}")])
+            out[f"{b}linear2.{kind}"] = take(f"{p}proj_out.{kind}")
+        out[f"{b}norm.query_norm.scale"] = take(f"{p}attn.norm_q.weight")
+        out[f"{b}norm.key_norm.scale"] = take(f"{p}attn.norm_k.weight")
+    assert not s, f"keys left unmapped: {sorted(s)[:5]}"
+    return out
+
+
+@pytest.mark.slow
+def test_a_raw_bfl_file_loads_as_the_model_it_was_written_from(tmp_path):
+    from safetensors.torch import save_file
+
+    # diffusers reads BFL files at FLUX's own width (3072: 24 heads x 128), whatever the depth: one block of each kind
+    wide = {"num_layers": 1, "num_single_layers": 1, "attention_head_dim": 128, "num_attention_heads": 24,
+            "axes_dims_rope": [16, 56, 56], "joint_attention_dim": 32, "pooled_projection_dim": 24}
+    torch.manual_seed(0)
+    saved = denoiser(TargetSpec("continuous", (16, 4, 4)), **wide)
+    save_file({k: v.contiguous() for k, v in to_bfl(saved.transformer.state_dict()).items()}, str(tmp_path / "flux1-dev.safetensors"))
+    torch.manual_seed(1)
+    loaded = denoiser(TargetSpec("continuous", (16, 4, 4)), source=str(tmp_path / "flux1-dev.safetensors"), **wide)
+    generator = torch.Generator().manual_seed(2)
+    noisy = torch.randn(1, 4, 64, generator=generator)
+    given = Condition(pooled=torch.randn(1, 24, generator=generator), tokens=torch.randn(1, 1, 32, generator=generator))
+    with torch.no_grad():
+        assert torch.allclose(loaded.velocity(noisy, torch.tensor([0.4]), given), saved.velocity(noisy, torch.tensor([0.4]), given),
+                              atol=1e-5)
+    with pytest.raises(ValueError, match="only .safetensors transformer files are read"):
+        (tmp_path / "flux1-dev.ckpt").write_bytes(b"")
+        denoiser(TargetSpec("continuous", (16, 4, 4)), source=str(tmp_path / "flux1-dev.ckpt"), **wide)
