@@ -157,6 +157,20 @@ def build_parser(manager: Any = None) -> argparse.ArgumentParser:
     rehearse.add_argument("--json", action="store_true", help="machine-readable output")
     rehearse.set_defaults(handler=cmd_rehearse)
 
+    push = sub.add_parser("push", help="publish a finished run's export on the Hugging Face Hub, with a model card",
+                          description=("Upload RUN/export (and with --with-denoiser the stage-2 denoiser) as one commit, with a "
+                                       "model card carrying the recipe, the data, the evaluations before and after (model-index "
+                                       "metadata), the seed, hardware and time, and which MLLM families it is a drop-in for. "
+                                       "Refuses an unfinished run, a run in use, or an export older than its last stage. The "
+                                       "token is huggingface_hub's (HF_TOKEN or `hf auth login`)."))
+    push.add_argument("run", help="run directory (as written by `genhancer run`)")
+    push.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", help="a branch to commit to (created if missing; default: main)")
+    push.add_argument("--with-denoiser", action="store_true", help="also upload stage2/final/denoiser under denoiser/")
+    push.add_argument("--dry-run", action="store_true", help="print the files and the model card; upload nothing")
+    push.set_defaults(handler=cmd_push)
+
     plugins = sub.add_parser("plugins", help="list registered components and where they come from",
                              description="List every component by kind and name, with the plugin and distribution providing it, "
                                          "and any plugin that failed to load.")
@@ -174,35 +188,20 @@ def _version() -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    manager = args.manager
-    rows = [
-        {"kind": kind, "name": name, "plugin": reg.source.plugin, "entry_point": reg.source.entry_point,
-         "distribution": reg.source.distribution, "version": reg.source.version, "presets": sorted(reg.spec.presets),
-         "description": reg.spec.description, **({"scores": reg.spec.scores} if kind == "evaluator" else {})}
-        for kind, entries in manager.components.items()
-        for name, reg in sorted(entries.items())
-    ]
-    failures = [{"plugin": f.source.plugin, "entry_point": f.source.entry_point, "distribution": f.source.distribution,
-                 "stage": f.stage, "error": f.error} for f in manager.failures]
-    if args.json:
-        print(json.dumps({"components": rows, "failures": failures, "warnings": manager.warnings, "disabled": manager.disabled}, indent=2))
-        return 0
-    current = None
-    for row in rows:
-        if row["kind"] != current:
-            current = row["kind"]
-            print(f"{current}s:")
-        presets = f" [presets: {', '.join(row['presets'])}]" if row["presets"] else ""
-        presets += f" [scores {row['scores']} models]" if row.get("scores", "encoder") != "encoder" else ""
-        print(f"  {row['name']:<16} {row['distribution']} {row['version']} ({row['plugin']}: {row['entry_point']}){presets}")
-        if row["description"]:
-            print(f"  {'':<16} {row['description']}")
-    if manager.disabled:
-        print(f"disabled: {', '.join(manager.disabled)}")
-    for warning in manager.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    for failure in manager.failures:
-        print(f"error: {failure.message()}", file=sys.stderr)
+    from genhancer_plugins.commands.listing import list_plugins
+
+    return list_plugins(args.manager, args.json)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from genhancer_plugins.commands.push import push
+
+    result = push(Path(args.run), args.repo_id, private=args.private, revision=args.revision, with_denoiser=args.with_denoiser,
+                  dry_run=args.dry_run)
+    if args.dry_run:
+        print("files: " + ", ".join(result["files"]) + "\n\n" + result["card"])
+    else:
+        print(f"[genhancer] pushed {len(result['files'])} files to {result['url']}")
     return 0
 
 

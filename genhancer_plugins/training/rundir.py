@@ -157,3 +157,13 @@ def earlier_invocations(summary: Path) -> list[float]:
     if isinstance(times, list) and all(isinstance(t, (int, float)) for t in times):
         return [float(t) for t in times]
     return [float(data["wall_time_s"])] if isinstance(data.get("wall_time_s"), (int, float)) else []
+
+
+def hardware(accelerator: Any) -> dict[str, Any]:
+    """What the run ran on, for run.json and model cards."""
+    import torch
+
+    device = accelerator.device
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores")
+    return {"device": str(device), "device_name": name, "processes": accelerator.num_processes}
