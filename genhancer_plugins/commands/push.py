@@ -58,7 +58,7 @@ def _model_index(name: str, evaluations: dict[str, Any]) -> list[dict[str, Any]]
     return [{"name": name, "results": results}] if results else []
 
 
-def model_card(run_dir: Path, summary: dict[str, Any], repo_id: str) -> str:
+def hub_card(run_dir: Path, summary: dict[str, Any], repo_id: str) -> str:
     recipe = summary.get("resolved_recipe", {})
     config = json.loads((run_dir / "export" / "config.json").read_text())
     vision = config.get("vision_config", config)
@@ -118,7 +118,7 @@ def push(run_dir: Path, repo_id: str, private: bool = False, revision: str | Non
         raise RunError(f"--repo-id {repo_id!r}: expected ORG/NAME (or USER/NAME)")
     summary = publishable(run_dir)
     files = files_to_push(run_dir, with_denoiser)
-    card = model_card(run_dir, summary, repo_id)
+    card = hub_card(run_dir, summary, repo_id)
     result = {"repo_id": repo_id, "files": [name for _, name in files] + ["README.md"], "card": card, "uploaded": False}
     if dry_run:
         return result
