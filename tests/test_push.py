@@ -81,7 +81,7 @@ def test_unfinished_busy_stale_and_badly_named_pushes_are_refused(finished, tmp_
 
 
 def test_the_card_says_which_mllm_families_take_the_tower():
-    from genhancer_plugins.training.export import drop_in
+    from genhancer_plugins.commands.push import drop_in
 
     assert drop_in("clip", 1024, 336, 14).startswith("LLaVA-1.5: a drop-in `--vision_tower`")
     assert "not an existing LLaVA-1.5 checkpoint" in drop_in("clip", 1024, 224, 14)

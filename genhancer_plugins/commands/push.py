@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from genhancer_plugins.training.export import drop_in
 from genhancer_plugins.training.rundir import LOCK_FILE
 from genhancer_plugins.util.errors import RunError, first_line
 from genhancer_plugins.util.tables import markdown_table
@@ -44,6 +43,19 @@ def publishable(run_dir: Path) -> dict[str, Any]:
     if final.is_file() and final.stat().st_mtime > (export / "model.safetensors").stat().st_mtime:
         raise RunError(f"{run_dir}: stage 2 trained after the export was written; `genhancer run ... --resume` exports again")
     return summary
+
+
+def drop_in(family: str, hidden_size: int, image_size: int, patch_size: int) -> str:
+    """Which MLLM families take this tower as it is (README, "Which tower goes where")."""
+    if family == "clip" and (hidden_size, image_size, patch_size) == (1024, 336, 14):
+        return ("LLaVA-1.5: a drop-in `--vision_tower` for its training scripts, and for an existing LLaVA-1.5 checkpoint "
+                "(`genhancer llava swap`: same width and 576 image tokens)")
+    if family == "clip":
+        return ("LLaVA-1.5's training scripts (`--vision_tower`; they train the projector and LLM for its "
+                f"{(image_size // patch_size) ** 2} image tokens of width {hidden_size}); not an existing LLaVA-1.5 checkpoint "
+                "without retraining")
+    return (f"the LLaVA-1.5 architecture with a freshly trained projector (GenHancer's `llava:` phase); not the original "
+            f"LLaVA-1.5 repository, which builds a CLIPVisionModel (a {family} tower does not fit it)")
 
 
 def _model_index(name: str, evaluations: dict[str, Any]) -> list[dict[str, Any]]:

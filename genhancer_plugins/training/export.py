@@ -3,7 +3,6 @@ back and compared with the trained encoder before it is moved into place."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -74,10 +73,7 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
         "dtype": dtype_name,
     }
     write_json(tmp / "genhancer.json", metadata)
-    config = json.loads((tmp / "config.json").read_text())
-    vision = config.get("vision_config", config)
-    shape = (int(vision.get("hidden_size", 0)), int(vision.get("image_size", 0)), int(vision.get("patch_size", 1)))
-    (tmp / "README.md").write_text(model_card(recipe_name, described, encoder.pretrained_source(), recipe_yaml, shape))
+    (tmp / "README.md").write_text(model_card(recipe_name, described, encoder.pretrained_source(), recipe_yaml))
     respect_umask(tmp)  # weights included: a team on shared storage reads the export like the rest of the run
     if export_dir.exists():
         shutil.rmtree(export_dir)
@@ -86,23 +82,9 @@ def export_encoder(encoder: Encoder, probe: torch.Tensor, export_dir: Path, dtyp
     return info
 
 
-def drop_in(family: str, hidden_size: int, image_size: int, patch_size: int) -> str:
-    """Which MLLM families take this tower as it is (README, "Which tower goes where")."""
-    if family == "clip" and (hidden_size, image_size, patch_size) == (1024, 336, 14):
-        return ("LLaVA-1.5: a drop-in `--vision_tower` for its training scripts, and for an existing LLaVA-1.5 checkpoint "
-                "(`genhancer llava swap`: same width and 576 image tokens)")
-    if family == "clip":
-        return ("LLaVA-1.5's training scripts (`--vision_tower`; they train the projector and LLM for its "
-                f"{(image_size // patch_size) ** 2} image tokens of width {hidden_size}); not an existing LLaVA-1.5 checkpoint "
-                "without retraining")
-    return (f"the LLaVA-1.5 architecture with a freshly trained projector (GenHancer's `llava:` phase); not the original "
-            f"LLaVA-1.5 repository, which builds a CLIPVisionModel (a {family} tower does not fit it)")
-
-
-def model_card(name: str, described: dict[str, Any], source: str | None, recipe_yaml: str, shape: tuple[int, int, int]) -> str:
-    """The export's own card; ``shape``: the tower's (hidden size, image size, patch size). `genhancer push`
-    writes a fuller one (genhancer_plugins.commands.push) with the evaluations."""
-    drop_in_note = drop_in(str(described.get("family", "")), *shape)
+def model_card(name: str, described: dict[str, Any], source: str | None, recipe_yaml: str) -> str:
+    """The export's own card; `genhancer push` writes a fuller one (genhancer_plugins.commands.push) with the
+    evaluations and the MLLM families the tower is a drop-in for."""
     facts = "\n".join(f"- {key}: `{value}`" for key, value in described.items())
     origin = f"`{source}`" if source else "randomly initialised weights (a test/demo configuration)"
     return f"""---
@@ -125,7 +107,8 @@ model = AutoModel.from_pretrained("path/to/this/directory")
 processor = AutoImageProcessor.from_pretrained("path/to/this/directory")
 ```
 
-Drop-in for: {drop_in_note}.
+Which MLLMs take it as their vision tower (LLaVA-1.5's `--vision_tower` takes CLIP towers only): the
+project README's "Which tower goes where", or the card `genhancer push` writes.
 
 ## Recipe
 ```yaml
