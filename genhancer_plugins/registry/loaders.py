@@ -19,12 +19,13 @@ def _not_loadable(source: str, exc: OSError) -> RunError:
 def load_image_text_model(manager: Any, source: str, text_from: str | None = None, device: str = "cpu") -> Any:
     """``source`` (a directory or hub id) as an :class:`~genhancer_plugins.interfaces.ImageTextModel`."""
     try:
-        model = manager.first_result("genhancer_load_image_text_model", passing=(OSError,), source=str(source),
+        # a plugin's RunError is its one-line answer for a model it knows but cannot serve (a vision-only family asked for text)
+        model = manager.first_result("genhancer_load_image_text_model", passing=(OSError, RunError), source=str(source),
                                      text_from=text_from, device=device)
     except OSError as exc:  # transformers: no such directory, no such hub id, or the hub is unreachable
         raise _not_loadable(str(source), exc) from None
     if model is None:
-        raise RunError(f"no plugin can load {source} as an image-text model (CLIP and SigLIP are built in)")
+        raise RunError(f"no plugin can load {source} as an image-text model (CLIP, SigLIP and DINOv2 are built in)")
     return model
 
 
@@ -35,5 +36,5 @@ def load_vision_tower(manager: Any, source: str | Path) -> Any:
     except OSError as exc:
         raise _not_loadable(str(source), exc) from None
     if tower is None:
-        raise RunError(f"no plugin can load {source} as a vision tower (CLIP and SigLIP are built in)")
+        raise RunError(f"no plugin can load {source} as a vision tower (CLIP, SigLIP and DINOv2 are built in)")
     return tower

@@ -1,4 +1,4 @@
-"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP) and ``siglip``; they load as image-text
+"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP), ``siglip`` and ``dinov2`` (vision only); they load as image-text
 models for the evaluators and as vision towers for downstream models (LLaVA)."""
 
 from __future__ import annotations
@@ -47,6 +47,16 @@ def genhancer_components() -> list[ComponentSpec]:
             default_preset="siglip-so400m-224",
             description="SigLIP ViT; global token = pooler_output of the attention-pool head",
             depth_fields=DEPTH,
+        ),
+        ComponentSpec(
+            kind="encoder",
+            name="dinov2",
+            factory=partial(_build, "dinov2"),
+            params=HFEncoderParams,
+            presets=presets["dinov2"],
+            default_preset="dinov2-large",
+            description="DINOv2 ViT, vision only; global token = the layer-normed CLS (image-text evaluators refuse it)",
+            depth_fields=DEPTH[:1],
         ),
     ]
 

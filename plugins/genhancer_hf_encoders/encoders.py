@@ -34,7 +34,7 @@ class HFVisionEncoder(Encoder):
         self.tokenizer = tokenizer
         self.source = source
         vision_config = getattr(model.config, "vision_config", model.config)
-        image_size = int(vision_config.image_size)
+        image_size = int(processor.crop_size["height"]) if family.image_size_from == "processor" else int(vision_config.image_size)
         num_patches = (image_size // int(vision_config.patch_size)) ** 2
         projection = getattr(model, "visual_projection", None)
         self.spec = EncoderSpec(
@@ -64,7 +64,7 @@ class HFVisionEncoder(Encoder):
         state = {}
         for key, value in self.model.state_dict().items():
             if not hasattr(self.model, "vision_model") and not key.startswith(("vision_model.", "visual_projection.")):
-                key = "vision_model." + key
+                key = self.family.hub_prefix + key
             value = value.detach().to("cpu")
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
@@ -148,6 +148,8 @@ def _build_from_config(family: Family, config: dict[str, Any]) -> nn.Module:
     vision = dict(config["vision"])
     text = config.get("text")
     projection_dim = config.get("projection_dim")
+    if text is not None and family.full_model is None:
+        raise ValueError(f"{family.name} is vision only: its `config` takes no `text`")
     if text is not None:
         cfg_kwargs: dict[str, Any] = {"vision_config": vision, "text_config": dict(text)}
         if projection_dim is not None and family.projected_vision_model:

@@ -1,5 +1,5 @@
-"""The encoder families as data: everything that differs between CLIP (and MetaCLIP)
-and SigLIP is a field of :class:`Family`, decided in one place (:func:`family_for`)."""
+"""The encoder families as data: everything that differs between CLIP (and MetaCLIP),
+SigLIP and DINOv2 is a field of :class:`Family`, decided in one place (:func:`family_for`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Family:
     name: str
-    full_model: str  #: transformers class holding both towers
+    full_model: str | None  #: transformers class holding both towers (None: a vision-only family)
     vision_models: tuple[str, ...]  #: vision-only classes accepted from a checkpoint
     full_config: str
     vision_config: str
@@ -20,6 +20,11 @@ class Family:
     projected_vision_model: str | None  #: the vision-only class with a projection head, if the family has one
     text_padding: str  #: how the text tower was trained: "longest" (CLIP) or "max_length" (SigLIP, 64 tokens)
     logit_bias: bool  #: a learned bias on the image-text logits (SigLIP's sigmoid loss)
+    #: where a vision-only checkpoint's weights sit in the hub layout ("" for DINOv2, whose keys are the model's own)
+    hub_prefix: str = "vision_model."
+    #: the resolution it is trained and used at: its config's ``image_size``, or its image processor's crop
+    #: (DINOv2's config names 518, the size of its position table; its processor crops 224)
+    image_size_from: str = "config"
 
     def size_dict(self, image_size: int) -> dict[str, dict[str, int]]:
         if self.resize == "shortest_edge":
@@ -49,6 +54,17 @@ FAMILIES = {
         text_padding="max_length",
         logit_bias=True,
     ),
+    # Vision only: the global token is the (layer-normed) CLS, image-text evaluators refuse it with the reason
+    "dinov2": Family(
+        "dinov2", None, ("Dinov2Model",), "Dinov2Config", "Dinov2Config", "BitImageProcessor",
+        has_class_token=True,
+        resize="shortest_edge",
+        projected_vision_model=None,
+        text_padding="longest",
+        logit_bias=False,
+        hub_prefix="",
+        image_size_from="processor",
+    ),
 }
 
 
@@ -58,7 +74,7 @@ def family_for(config: Any) -> Family:
     for name, family in FAMILIES.items():
         if model_type.startswith(name):
             return family
-    raise ValueError(f"model type {model_type!r} is neither CLIP nor SigLIP")
+    raise ValueError(f"model type {model_type!r} is none of {', '.join(FAMILIES)}")
 
 
 def transformers_class(name: str) -> Any:
@@ -69,9 +85,9 @@ def transformers_class(name: str) -> Any:
 
 def model_class_for(family: Family, config: Any, where: str) -> Any:
     arch = (getattr(config, "architectures", None) or [None])[0]
-    allowed = (family.full_model, *family.vision_models)
+    allowed = tuple(name for name in (family.full_model, *family.vision_models) if name)
     if arch is None:
-        arch = family.full_model if hasattr(config, "vision_config") else family.vision_models[-1]
+        arch = family.full_model if hasattr(config, "vision_config") and family.full_model else family.vision_models[-1]
     if arch not in allowed:
         raise ValueError(f"{where}: architecture {arch!r} is not a {family.name} model; expected one of {', '.join(allowed)}")
     return transformers_class(arch)

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from genhancer_plugins import RunError
+
 from .families import family_for, model_class_for, transformers_class
 from .processors import load_image_processor, load_tokenizer, quiet_loading
 
@@ -84,6 +86,10 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     meta_path = Path(source) / "genhancer.json"
     recorded = json.loads(meta_path.read_text()).get("text_tower_from") if meta_path.is_file() else None
     text_source = text_from or recorded
+    if family.full_model is None:  # a vision-only family (DINOv2): no text tower it could be paired with
+        if text_from is not None:
+            raise RunError(f"{source} is a {family.name} model, vision only: --text-from cannot give it a text tower")
+        text_source = None
     if text_source is not None and text_from is None and not hasattr(AutoConfig.from_pretrained(text_source), "text_config"):
         text_source = None  # the model it came from was vision-only too
     if text_source is None:  # image-only evaluators (probes) still work; text ones say what is missing
