@@ -56,3 +56,22 @@ def genhancer(*args: Any, extra_path: Path | None = None, env_extra: dict[str, s
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "genhancer_plugins.cli", *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def interrupted_then_resumed(recipe: Path, output_dir: Path, stage: str = "stage1", step: int = 3) -> dict[str, Any]:
+    """Run ``recipe`` into ``output_dir``, interrupted (Ctrl-C) after ``step`` of ``stage``, then resumed to
+    its end; returns the resumed run's run.json."""
+    import pytest
+
+    from genhancer_plugins import hookimpl
+
+    class Interrupt:
+        @hookimpl
+        def genhancer_step_end(self, step: Any) -> None:
+            if step.stage == stage and step.step == at:
+                raise KeyboardInterrupt
+
+    at = step
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, output_dir, plugins=[(Interrupt(), "interrupt")])
+    return run_recipe(recipe, output_dir, resume=True)

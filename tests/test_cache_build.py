@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TINY, run_recipe, write_recipe
+from helpers import TINY, interrupted_then_resumed, run_recipe, write_recipe
 
 from genhancer_plugins.cli import main
 
@@ -67,22 +67,12 @@ def test_a_killed_build_resumes_at_the_first_missing_shard(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_run_on_a_precomputed_cache_resumes_exactly(tmp_path):
-    from genhancer_plugins import hookimpl
-
     recipe = write_recipe(tmp_path, {**CACHED, "train": {**TINY["train"], "checkpoint_every": 2},
                                      "cache": {"enabled": True, "directory": str(tmp_path / "built")}})
     assert main(["cache", str(recipe), "--shard-items", "10", "--no-progress"]) == 0
     whole = run_recipe(recipe, tmp_path / "whole")
 
-    class Crash:
-        @hookimpl
-        def genhancer_step_end(self, step):
-            if step.stage == "stage1" and step.step == 3:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(recipe, tmp_path / "resumed", plugins=[(Crash(), "crash")])
-    resumed = run_recipe(recipe, tmp_path / "resumed", resume=True)
+    resumed = interrupted_then_resumed(recipe, tmp_path / "resumed")
     for stage in ("stage1", "stage2"):
         assert _losses(resumed, stage) == _losses(whole, stage)
     assert resumed["cache"]["misses"] == 0

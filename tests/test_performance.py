@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, TINY, run_recipe, write_recipe
+from helpers import ROOT, TINY, interrupted_then_resumed, run_recipe, write_recipe
 
 from genhancer_plugins.cli import main
 
@@ -129,21 +129,11 @@ def test_the_cache_trains_on_exactly_the_targets_of_the_same_crops_without_it(tm
 
 @pytest.mark.slow
 def test_resume_with_the_cache_is_exact(tmp_path):
-    from genhancer_plugins import hookimpl
-
     recipe = write_recipe(tmp_path, {**CACHED, "stage1": {"steps": 6, "learning_rate": 1e-3},
                                      "train": {**TINY["train"], "checkpoint_every": 2}, "cache": {"enabled": True}})
     whole = run_recipe(recipe, tmp_path / "whole")
 
-    class Crash:
-        @hookimpl
-        def genhancer_step_end(self, step):
-            if step.stage == "stage1" and step.step == 3:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(recipe, tmp_path / "resumed", plugins=[(Crash(), "crash")])
-    resumed = run_recipe(recipe, tmp_path / "resumed", resume=True)
+    resumed = interrupted_then_resumed(recipe, tmp_path / "resumed")
     for stage in ("stage1", "stage2"):
         assert _losses(resumed, stage) == pytest.approx(_losses(whole, stage), rel=1e-6)
     assert resumed["cache"]["hits"] > 0  # the shards written at the checkpoint were read back

@@ -22,43 +22,23 @@ def _build(family: str, params: Any, meta: bool = False) -> Any:
     return build_encoder(family, params, meta=meta)
 
 
+#: family -> (default preset, description, stacks a rehearsal may shorten)
+ENCODERS = {
+    "clip": ("openai-clip-vit-l14-224", "OpenAI CLIP / MetaCLIP ViT; global token = visual_projection(pooler_output)", DEPTH),
+    "siglip": ("siglip-so400m-224", "SigLIP ViT; global token = pooler_output of the attention-pool head", DEPTH),
+    "dinov2": ("dinov2-large", "DINOv2 ViT, vision only; global token = the layer-normed CLS (image-text evaluators refuse it)",
+               DEPTH[:1]),
+}
+
+
 @hookimpl
 def genhancer_components() -> list[ComponentSpec]:
     from .params import HFEncoderParams
 
     presets = _presets()
-    return [
-        ComponentSpec(
-            kind="encoder",
-            name="clip",
-            factory=partial(_build, "clip"),
-            params=HFEncoderParams,
-            presets=presets["clip"],
-            default_preset="openai-clip-vit-l14-224",
-            description="OpenAI CLIP / MetaCLIP ViT; global token = visual_projection(pooler_output)",
-            depth_fields=DEPTH,
-        ),
-        ComponentSpec(
-            kind="encoder",
-            name="siglip",
-            factory=partial(_build, "siglip"),
-            params=HFEncoderParams,
-            presets=presets["siglip"],
-            default_preset="siglip-so400m-224",
-            description="SigLIP ViT; global token = pooler_output of the attention-pool head",
-            depth_fields=DEPTH,
-        ),
-        ComponentSpec(
-            kind="encoder",
-            name="dinov2",
-            factory=partial(_build, "dinov2"),
-            params=HFEncoderParams,
-            presets=presets["dinov2"],
-            default_preset="dinov2-large",
-            description="DINOv2 ViT, vision only; global token = the layer-normed CLS (image-text evaluators refuse it)",
-            depth_fields=DEPTH[:1],
-        ),
-    ]
+    return [ComponentSpec(kind="encoder", name=name, factory=partial(_build, name), params=HFEncoderParams, presets=presets[name],
+                          default_preset=preset, description=description, depth_fields=depth)
+            for name, (preset, description, depth) in ENCODERS.items()]
 
 
 @hookimpl
