@@ -49,7 +49,7 @@ _HOMES = {
     # the recipe reference a phase's section uses for its own component lists
     "ComponentRef": "recipe.schema",
     # helpers
-    "RecipeError": "util.errors", "RunError": "util.errors",
+    "RecipeError": "util.errors", "RunError": "util.errors", "first_line": "util.errors",
     "respect_umask": "util.files", "save_tensors": "util.files", "write_json": "util.files", "write_text": "util.files",
     "to_rgb": "util.images", "to_tensor": "util.images", "memory_estimates": "util.memory",
     "loading_from": "util.hub", "model_source_problem": "util.hub", "shared_lock": "util.locks",
@@ -115,7 +115,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time the names l
     from genhancer_plugins.registry.loaders import load_image_text_model, load_vision_tower
     from genhancer_plugins.registry.manager import PluginManager, load_plugins
     from genhancer_plugins.training.checkpoint import checkpoint_complete, list_checkpoints, load_checkpoint, save_checkpoint
-    from genhancer_plugins.util.errors import RecipeError, RunError
+    from genhancer_plugins.util.errors import RecipeError, RunError, first_line
     from genhancer_plugins.util.files import respect_umask, save_tensors, write_json, write_text
     from genhancer_plugins.util.hub import loading_from, model_source_problem
     from genhancer_plugins.util.images import to_rgb, to_tensor

@@ -93,6 +93,7 @@ def precompute(loaded: LoadedRecipe, manager: Any, output_dir: str | Path, shard
             log(f"cache: shard {start:,}-{end:,} written, {rate:.1f} items/s, about {left / rate / 60:.1f} min left for this process")
     bar.close()
     acc.wait_for_everyone()
-    counts = open_cache(loaded, model.encoder, acc.mixed_precision, Path(output_dir), len(images), acc.process_index).stats()["entries"]
+    cache.rescan()  # the other processes' shards too
+    counts = cache.stats()["entries"]
     return {"directory": str(cache.directory), "items": len(crops), "shards": len(shards), "written_here": len(todo),
             "entries": counts, "wall_time_s": round(time.perf_counter() - started, 2)}

@@ -109,16 +109,12 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any],
 
 
 def _extends(path: Path) -> tuple[str | None, bool]:
-    """(the ``extends:`` value, whether abstract) of a recipe file, read line by line (for the message above)."""
-    values: dict[str, str] = {}
+    """(the ``extends:`` value, whether abstract) of a sibling recipe, for the message above; (None, False) if unreadable."""
     try:
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key in ("extends", "abstract"):
-                values[key] = value.split("#")[0].strip().strip("'\"")
-    except (OSError, UnicodeDecodeError):
-        pass
-    return values.get("extends"), values.get("abstract", "").lower() == "true"
+        data = _read_yaml(path)
+    except RecipeError:
+        return None, False
+    return data.get("extends"), bool(data.get("abstract", False))
 
 
 def parse_override(text: str, option: str = "--set", example: str = "stage1.steps=100") -> tuple[list[str], Any]:

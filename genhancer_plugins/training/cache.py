@@ -137,19 +137,24 @@ class FrozenCache:
         self.dtype, self.rank, self.images = dtype, rank, images
         self.entries: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in KINDS}
         self.pending: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in KINDS}
-        self.ranges: dict[str, list[tuple[int, int, Path]]] = {kind: [] for kind in KINDS}
+        self.ranges: dict[str, list[tuple[int, int, Path]]] = {}  #: kind -> (start, end, shard), by start
         self._open: OrderedDict[Path, Any] = OrderedDict()
         self.hits = self.misses = 0
         from safetensors.torch import load_file
 
         for shard in sorted(self.directory.glob("*.safetensors")):
+            kind = shard.name.split("-")[0]
+            if not RANGE_SHARD.match(shard.name) and kind in self.entries:
+                self.entries[kind].update(load_file(shard))
+        self.rescan()
+
+    def rescan(self) -> None:
+        """Index the precomputed shards now in the folder (names only: nothing is read)."""
+        self.ranges = {kind: [] for kind in KINDS}
+        for shard in sorted(self.directory.glob("*-items-*.safetensors")):
             ranged = RANGE_SHARD.match(shard.name)
             if ranged and ranged["kind"] in self.ranges:
                 self.ranges[ranged["kind"]].append((int(ranged["start"]), int(ranged["end"]), shard))
-                continue
-            kind = shard.name.split("-")[0]
-            if kind in self.entries:
-                self.entries[kind].update(load_file(shard))
         self._starts = {kind: [start for start, _, _ in ranges] for kind, ranges in self.ranges.items()}
 
     def __getstate__(self) -> dict[str, Any]:  # loader workers started by spawn: no open files

@@ -56,9 +56,8 @@ def _check_hf_dataset(params: HFDatasetParams) -> list[str]:
 
     problems = [] if importlib.util.find_spec("datasets") else ["the `datasets` library is not installed: `pip install 'genhancer[hf]'`"]
     path = params.path
-    local = path.startswith(("/", ".", "~")) or Path(path).expanduser().exists() or any(c in path for c in "*?[")
-    if local and not any(c in path for c in "*?[") and not Path(path).expanduser().exists():
-        problems.append(f"data.params.path {path} does not exist")
+    if path.startswith(("/", ".", "~")) and not any(c in path for c in "*?[") and not Path(path).expanduser().exists():
+        problems.append(f"data.params.path {path} does not exist")  # a hub id is checked when it loads
     return problems
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from genhancer_plugins import to_rgb, to_tensor  # noqa: F401  (to_tensor: re-exported for the datasets)
+from genhancer_plugins import first_line, to_rgb, to_tensor  # noqa: F401  (to_tensor: re-exported for the datasets)
 
 CROP_RATIO = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
@@ -76,8 +76,8 @@ def load_image(data: bytes | str, min_side: int | None = None, max_pixels: int |
 def skip_entry(key: str, exc: BaseException | None = None, reason: str = "") -> str:
     """What a skipped sample is reported as: its key and why (PIL's own words, one line)."""
     if exc is not None:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        text = first_line(exc)
+        reason = type(exc).__name__ if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
     return f"{key} ({reason[:160]})" if reason else key
 
 

@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import torch
 
+from genhancer_plugins import first_line
+
 from .common import load_image, process_rank, random_resized_crop, sample, skip_entry, to_tensor
 from .params import HFDatasetParams
 
@@ -69,9 +71,8 @@ def open_dataset(params: HFDatasetParams) -> Any:
         try:
             loaded = datasets.load_dataset(params.path, split=params.split, revision=params.revision, streaming=params.streaming)
         except (OSError, ValueError, ConnectionError) as exc:  # offline, a hub id that does not exist, no such split
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FileNotFoundError(f"hf_dataset: data.params.path {params.path!r} is neither a local dataset nor a hub "
-                                    f"dataset that loads ({message})") from None
+                                    f"dataset that loads ({first_line(exc)})") from None
     columns = loaded.column_names or list((loaded.features or {}).keys())
     if params.image_column not in columns:
         raise ValueError(f"hf_dataset: data.params.image_column {params.image_column!r} is not a column of {params.path} "
