@@ -327,7 +327,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.run) / f"reconstructions-{stage}.png"
     if output.exists() and not args.overwrite:
         raise RunError(f"{output} exists; pass --overwrite to replace it or choose --output")
-    images = load_images(args.images, model.encoder.spec.image_size)
+    images = load_images(args.images, model.image_size)
     save_grid(images, reconstruct(model.parts(), images, steps=args.steps, seed=args.seed), output)
     print(f"reconstructions ({stage}): {output}")
     return 0

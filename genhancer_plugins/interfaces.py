@@ -11,7 +11,9 @@ below), so each plugin can be tested alone with random tensors:
     Denoiser.sample(condition) -> targets
 
 Every component receives images in [0, 1] and applies its own
-normalisation (the encoder its processor's mean/std, the VAE [-1, 1]).
+normalisation (the encoder its processor's mean/std, the VAE [-1, 1]), at its
+own resolution: the encoder's ``spec.image_size`` and the tokenizer's
+``input_size`` (default: the encoder's), resized from one crop at the larger.
 
 The contracts, one per component kind (what its factory returns):
 
@@ -139,6 +141,10 @@ class ImageTokenizer(nn.Module, ABC):
     """A frozen map from images to the denoiser's target space and back (a VAE or VQ-GAN;
     not a text tokenizer, which belongs to an encoder's text tower)."""
 
+    #: The side, in pixels, of the images this tokenizer encodes; None: the encoder's. The data
+    #: are cropped at the larger of the two and each component reads the same crop at its own size.
+    input_size: int | None = None
+
     @abstractmethod
     def target_spec(self, image_size: int) -> TargetSpec:
         """The target space for square images of ``image_size`` pixels."""
@@ -161,6 +167,10 @@ class ImageTokenizer(nn.Module, ABC):
         """Targets from :meth:`encode_parameters`' output, drawing fresh noise where :meth:`encode` would."""
         return parameters
 
+    def pretrained_source(self) -> str | None:
+        """Where its weights load from (a hub id, directory or file); None for random weights (plans show it)."""
+        return None
+
 
 class Denoiser(nn.Module, ABC):
     """A generative model of targets given a condition."""
@@ -182,6 +192,11 @@ class Denoiser(nn.Module, ABC):
     def compile_network(self) -> bool:
         """``torch.compile`` the network in place (parameter names unchanged); False if this denoiser cannot."""
         return False
+
+    def pretrained_source(self) -> str | None:
+        """Where its pretrained weights load from (a hub id, directory or file); None: randomly
+        initialised, the paper's lightweight denoiser (plans show it)."""
+        return None
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         """Parameters that never train, in any stage (a pretrained network kept frozen: only the

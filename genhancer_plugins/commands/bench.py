@@ -65,7 +65,7 @@ def count_flops(model: GenHancerModel, batch: int, device: str | torch.device) -
     """FLOPs of one training step's forward and backward for ``batch`` images (the model's own ops)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size = model.encoder.spec.image_size
+    size = model.image_size
     images = torch.rand(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
         loss = model(images)
@@ -195,7 +195,7 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
             optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=fused) if fused else torch.optim.AdamW(trainable, lr=1e-5)
             if device_.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device_)
-            size = model.encoder.spec.image_size
+            size = model.image_size
             try:
                 timings = []
                 with frozen_in_compute_dtype(model.encoder, precision if cast else "no"):  # as stage 1 trains
@@ -224,7 +224,7 @@ def run_bench(loaded: LoadedRecipe, manager: Any, batch_sizes: list[int], stages
             del optimizer
     return {"recipe": loaded.recipe.name, "device": str(device_) if not dry else "meta (FLOPs only)",
             "device_name": torch.cuda.get_device_name(device_) if device_.type == "cuda" and not dry else None,
-            "precision": precision, "image_size": model.encoder.spec.image_size, "parameters": sizes,
+            "precision": precision, "image_size": model.image_size, "parameters": sizes,
             "frozen_work": "from a warm cache" if cached else "computed every step",
             "peak_tflops": None if dry else _peak(device_, peak_tflops), "rows": [asdict(r) for r in rows]}
 

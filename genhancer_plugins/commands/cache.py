@@ -50,10 +50,10 @@ def precompute(loaded: LoadedRecipe, manager: Any, output_dir: str | Path, shard
     model.to(acc.device)
     model.train()
     model.encoder.eval()  # the modes stage 1 computes its frozen work in
-    size = model.encoder.spec.image_size
+    size = model.image_size
     images = resolve_components(loaded, manager)["data"].build(image_size=size, seed=recipe.train.seed)
     crops = FixedCrops(images, recipe.data.fixed_crops, recipe.train.seed, size)
-    cache = open_cache(loaded, model.encoder, acc.mixed_precision, Path(output_dir), len(images), acc.process_index)
+    cache = open_cache(loaded, model, acc.mixed_precision, Path(output_dir), len(images), acc.process_index)
     kinds = ("targets",) if model.conditioner.uses_local_tokens else ("targets", "global_token")
     shards = [(start, min(start + shard_items, len(crops))) for start in range(0, len(crops), shard_items)]
     mine = shards[acc.process_index::acc.num_processes]

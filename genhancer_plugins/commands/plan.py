@@ -62,6 +62,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
     stages: dict[str, Any] = {}
     if models is not None:
         encoder, denoiser, conditioner = models["encoder"], models["denoiser"], models["conditioner"]
+        for section in ("encoder", "tokenizer", "denoiser"):
+            plan["components"][section]["weights"] = models[section].pretrained_source() or "random initialisation"
         frozen = sum(p.numel() for p in denoiser.frozen_parameters())  # a pretrained network the recipe keeps frozen
         head = count_parameters(denoiser) - frozen + count_parameters(conditioner)
         trains = "projector (denoiser frozen)" if frozen else "projector + denoiser"
@@ -74,6 +76,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
         }
         plan["parameters"] = sizes
         plan["image_size"] = encoder.spec.image_size
+        if models["image_sizes"]["tokenizer"] != encoder.spec.image_size:
+            plan["tokenizer_image_size"] = models["image_sizes"]["tokenizer"]
         plan["target"] = {"kind": models["target"].kind, "shape": list(models["target"].shape)}
         if STAGE1 in recipe.active_stages():
             stages[STAGE1] = {"trainable": head, "what": "projector (denoiser and encoder frozen)" if frozen
@@ -105,7 +109,9 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
             warmup_steps=settings.warmup_steps,
             lr_schedule=settings.lr_schedule,
             weight_decay=settings.weight_decay,
+            optimizer=settings.optimizer,
             betas=list(settings.betas),
+            momentum=settings.momentum,
             max_grad_norm=settings.max_grad_norm,
         )
         if name == STAGE2:
@@ -116,7 +122,8 @@ def make_plan(loaded: LoadedRecipe, manager: PluginManager, output_dir: str | No
     plan["stages"] = stages
     if models is not None:
         plan["memory_per_gpu_gb"] = memory_estimates(sum(plan["parameters"][k] for k in ("encoder", "tokenizer", "denoiser", "projector")),
-                                                     {name: s["trainable"] for name, s in stages.items() if "trainable" in s})
+                                                     {name: s["trainable"] for name, s in stages.items() if "trainable" in s},
+                                                     state_bytes={name: optimizer_state_bytes(getattr(recipe, name)) for name in stages})
     train = recipe.train
     plan["train"] = {
         "mixed_precision": train.mixed_precision,
@@ -164,7 +171,8 @@ def render_plan(plan: dict[str, Any]) -> str:
     lines.append("components:")
     for section, comp in plan["components"].items():
         preset = f" preset {comp['preset']}" if comp["preset"] else ""
-        lines.append(f"  {section:<12} {comp['name']}{preset}  ({comp['provided_by']})")
+        weights = f"; weights: {comp['weights']}" if "weights" in comp else ""
+        lines.append(f"  {section:<12} {comp['name']}{preset}  ({comp['provided_by']}{weights})")
         if comp["params"].get("trust_remote_code"):
             lines.append(f"  {'':<12} trust_remote_code: true (runs Python code shipped with the checkpoint)")
     sizes = plan["parameters"]
@@ -172,19 +180,20 @@ def render_plan(plan: dict[str, Any]) -> str:
         lines.append("parameters:")
         for key, value in sizes.items():
             lines.append(f"  {key:<15} {_human(value)} ({value:,})")
-        lines.append(f"image size {plan['image_size']}, denoiser target {plan['target']['kind']} {plan['target']['shape']}")
+        sizes = f"image size {plan['image_size']}" + (f" (tokenizer {plan['tokenizer_image_size']})" if "tokenizer_image_size" in plan else "")
+        lines.append(f"{sizes}, denoiser target {plan['target']['kind']} {plan['target']['shape']}")
     else:
         lines.append(f"parameters: {sizes}")
     lines.append("stages:")
     for name, stage in plan["stages"].items():
         trainable = f"{_human(stage['trainable'])} trainable ({stage['trainable']:,}): {stage['what']}; " if "trainable" in stage else ""
         lines.append(f"  {name}: {trainable}{stage['length']}, lr {stage['learning_rate']:g} {stage['lr_schedule']}, "
-              f"AdamW betas {tuple(stage['betas'])} weight decay {stage['weight_decay']:g}, grad-norm clip {stage['max_grad_norm']}")
+              f"{_optimizer_words(stage)} weight decay {stage['weight_decay']:g}, grad-norm clip {stage['max_grad_norm']}")
     memory = plan.get("memory_per_gpu_gb")
     if memory:
         for stage in (s for s in memory if s.startswith("stage")):
             m = memory[stage]
-            lines.append(f"  {stage} memory per GPU (weights + grads + AdamW, before activations): DDP {m['ddp']} GB, "
+            lines.append(f"  {stage} memory per GPU (weights + grads + optimiser states, before activations): DDP {m['ddp']} GB, "
                          f"sharded over {memory['gpus']}: ZeRO-2 {m['zero2']} GB, ZeRO-3/FSDP {m['zero3']} GB")
     train = plan["train"]
     lines.append(f"precision {train['mixed_precision']} (master weights {train['master_weights']}, tokenizer encodes in "
@@ -216,3 +225,16 @@ def render_plan(plan: dict[str, Any]) -> str:
     else:
         lines.append("recipe is valid" + (", and its inputs are ready" if problems is not None else " (inputs not checked)"))
     return "\n".join(lines)
+
+
+def optimizer_state_bytes(settings: Any) -> int:
+    """fp32 optimiser state per trained parameter: AdamW's two moments, SGD's momentum buffer (none at momentum 0)."""
+    if settings.optimizer == "sgd":
+        return 4 if settings.momentum else 0
+    return 8
+
+
+def _optimizer_words(stage: dict[str, Any]) -> str:
+    if stage.get("optimizer") == "sgd":
+        return f"SGD momentum {stage['momentum']:g}"
+    return f"AdamW betas {tuple(stage['betas'])}"

@@ -118,7 +118,8 @@ def files_to_push(run_dir: Path, with_denoiser: bool) -> list[tuple[Path, str]]:
     if with_denoiser:
         folder = run_dir / "stage2" / "final" / "denoiser"
         if not folder.is_dir():
-            raise RunError(f"{run_dir}: --with-denoiser, but {folder} does not exist (a sharded run keeps it in final/model.safetensors)")
+            raise RunError(f"{run_dir}: --with-denoiser, but {folder} does not exist (a sharded run keeps it in final/model.safetensors; "
+                           "a frozen pretrained denoiser is not copied: its weights are its source's)")
         files += [(path, f"denoiser/{path.relative_to(folder)}") for path in sorted(folder.rglob("*")) if path.is_file()]
     return files
 

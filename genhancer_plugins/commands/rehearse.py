@@ -92,7 +92,7 @@ def rehearsal_recipe(loaded: Any, manager: Any, directory: Path, steps: int, dep
         raise RecipeError(f"data ({data.ref.name}): this dataset offers no rehearsal copy (ComponentSpec.rehearsal)")
     from genhancer_plugins.recipe.build import build_models
 
-    image_size = build_models(components, meta=True)["encoder"].spec.image_size
+    image_size = build_models(components, meta=True)["image_sizes"]["data"]
     raw["data"] = {**raw["data"], "params": hook(data.params, directory / "inputs" / "data", image_size).model_dump(mode="json"),
                    "batch_size": batch_size, "num_workers": 0}
     notes.append(f"data: {data.ref.name} sample copy at {image_size} px, batch {batch_size} per device (recipe: {loaded.recipe.data.batch_size})")
@@ -293,7 +293,7 @@ def render_rehearsal(result: dict[str, Any]) -> str:
                  _num(s["flops_per_step"] / 1e15, 3), _num(s["gpu_hours"], 1), _num(s["wall_hours"], 1), _num(s["memory_per_gpu_gb"]),
                  s["parallelism"], s.get("note", "")] for s in f["stages"]]
         lines.append(text_table(header, rows))
-        lines.append("memory estimate: weights + gradients + AdamW states before activations (validate's); the measured peaks above "
+        lines.append("memory estimate: weights + gradients + optimiser states before activations (validate's); the measured peaks above "
                      "are at the rehearsal's depth and batch")
     if result["failure"]:
         fail = result["failure"]

@@ -103,6 +103,13 @@ def resolve_evaluators(loaded: LoadedRecipe, manager: PluginManager, section: st
     return resolved
 
 
+def image_sizes(encoder: Any, tokenizer: Any) -> dict[str, int]:
+    """Pixels per side each part reads: the encoder's, the tokenizer's (its ``input_size``, default
+    the encoder's) and the data's, the larger of the two: one crop, resized for the other part."""
+    sizes = {"encoder": int(encoder.spec.image_size), "tokenizer": int(tokenizer.input_size or encoder.spec.image_size)}
+    return sizes | {"data": max(sizes.values())}
+
+
 def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -> dict[str, Any]:
     """Encoder, tokenizer, denoiser and conditioner, wired by their specs. Components that
     do not fit together (a denoiser that needs other targets than the tokenizer makes, say)
@@ -110,12 +117,13 @@ def build_models(components: dict[str, ResolvedComponent], meta: bool = False) -
     encoder = _build(components, "encoder", meta=meta)
     tokenizer = _build(components, "tokenizer", meta=meta)
     try:
-        target = tokenizer.target_spec(encoder.spec.image_size)
+        target = tokenizer.target_spec(image_sizes(encoder, tokenizer)["tokenizer"])
     except ValueError as exc:
         raise _mismatch(components, "tokenizer", "encoder", exc) from None
     denoiser = _build(components, "denoiser", "tokenizer", target=target, meta=meta)
     conditioner = _build(components, "conditioner", "denoiser", encoder=encoder.spec, condition=denoiser.condition_spec, meta=meta)
-    return {"encoder": encoder, "tokenizer": tokenizer, "denoiser": denoiser, "conditioner": conditioner, "target": target}
+    return {"encoder": encoder, "tokenizer": tokenizer, "denoiser": denoiser, "conditioner": conditioner, "target": target,
+            "image_sizes": image_sizes(encoder, tokenizer)}
 
 
 def _build(components: dict[str, ResolvedComponent], section: str, depends_on: str | None = None, **context: Any) -> Any:

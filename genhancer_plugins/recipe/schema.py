@@ -59,13 +59,19 @@ class StageSettings(_Strict):
     learning_rate: PositiveFloat = 1e-4
     warmup_steps: NonNegativeInt = 0
     weight_decay: float = Field(0.01, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr_decay: Literal["constant", "cosine"] = Field(
+        "constant", description="after the warm-up: constant, or a cosine from the learning rate to 0 at the last step"
+    )
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw (the paper's), or sgd with `momentum` (DIVA's)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adamw only")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
     max_grad_norm: PositiveFloat | None = 1.0
 
     @property
     def lr_schedule(self) -> str:
         """In words: what the engine's ``stage.learning_rate`` does with these settings."""
-        return "constant" if self.warmup_steps == 0 else f"linear warm-up over {self.warmup_steps} steps, then constant"
+        after = "constant" if self.lr_decay == "constant" else "cosine to 0"
+        return after if self.warmup_steps == 0 else f"linear warm-up over {self.warmup_steps} steps, then {after}"
 
 
 class Stage1Settings(StageSettings):

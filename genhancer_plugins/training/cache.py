@@ -101,21 +101,24 @@ class _Rows:
         os.close(self.fd)
 
 
-def cache_fingerprint(loaded: Any, encoder: Any, precision: str) -> dict[str, Any]:
+def cache_fingerprint(loaded: Any, model: Any, precision: str) -> dict[str, Any]:
     """Everything that decides the cached values: a folder per fingerprint, shared by the runs that agree."""
     raw = loaded.raw
     fingerprint = {section: raw.get(section) for section in ("encoder", "tokenizer", "data", "pretrain")}
-    return fingerprint | {"encoder_source": encoder.pretrained_source(), "image_size": encoder.spec.image_size,
+    sizes = model.image_sizes
+    if sizes["tokenizer"] != sizes["encoder"]:  # only then: the caches of same-size recipes keep their folders
+        fingerprint["image_sizes"] = sizes
+    return fingerprint | {"encoder_source": model.encoder.pretrained_source(), "image_size": sizes["encoder"],
                           "seed": loaded.recipe.train.seed, "precision": precision, "scheme": 1}
 
 
-def open_cache(loaded: Any, encoder: Any, precision: str, output_dir: Path, images: int, rank: int = 0) -> "FrozenCache":
+def open_cache(loaded: Any, model: Any, precision: str, output_dir: Path, images: int, rank: int = 0) -> "FrozenCache":
     """The recipe's cache (``cache.directory``, default ``<run>/cache``) for a dataset of ``images`` images."""
     from genhancer_plugins.util.dtypes import torch_dtype
 
     settings = loaded.recipe.cache
     root = Path(settings.directory).expanduser() if settings.directory else Path(output_dir) / "cache"
-    return FrozenCache(root, cache_fingerprint(loaded, encoder, precision), torch_dtype(settings.dtype), rank, images)
+    return FrozenCache(root, cache_fingerprint(loaded, model, precision), torch_dtype(settings.dtype), rank, images)
 
 
 class FrozenCache:

@@ -1,6 +1,6 @@
 """Checkpoints as safetensors + JSON: nothing is ever unpickled.
 
-A checkpoint holds the trainable parameters (by name), the AdamW state (by
+A checkpoint holds the trainable parameters (by name), the optimiser state (by
 parameter name) and a JSON state (step, epoch, data position). Randomness is
 derived from (seed, stage, step), so no RNG state needs saving.
 """
@@ -37,7 +37,7 @@ def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """AdamW state keyed ``<param name>/<field>``, plus the param groups as JSON."""
+    """Optimiser state (AdamW moments, SGD momentum) keyed ``<param name>/<field>``, plus the param groups as JSON."""
     tensors: dict[str, torch.Tensor] = {}
     groups = []
     for group in optimizer.param_groups:

@@ -185,7 +185,7 @@ class Run:
             self.model.encoder.compile()
             self.log("torch.compile: encoder" + (", denoiser" if self.model.denoiser.compile_network() else " (the denoiser cannot)"))
         try:
-            self.dataset = self.components["data"].build(image_size=self.model.encoder.spec.image_size, seed=self.recipe.train.seed)
+            self.dataset = self.components["data"].build(image_size=self.model.image_size, seed=self.recipe.train.seed)
         except (FileNotFoundError, ValueError) as exc:  # a missing shard or directory: fail at start-up, clearly
             raise RunError(f"data ({self.recipe.data.name}): {exc}") from None
         if len(self.dataset) == 0:
@@ -219,9 +219,9 @@ class Run:
             return
         if isinstance(self.dataset, torch.utils.data.IterableDataset):
             raise RunError(f"data.fixed_crops needs a map-style dataset; {self.recipe.data.name} streams")
-        self.dataset = FixedCrops(self.dataset, crops, self.recipe.train.seed, self.model.encoder.spec.image_size)
+        self.dataset = FixedCrops(self.dataset, crops, self.recipe.train.seed, self.model.image_size)
         if self.recipe.cache.enabled:
-            self.cache = open_cache(self.loaded, self.model.encoder, self.accelerator.mixed_precision, self.output_dir,
+            self.cache = open_cache(self.loaded, self.model, self.accelerator.mixed_precision, self.output_dir,
                                     len(self.dataset.dataset), self.accelerator.process_index)
             counts = ", ".join(f"{self.cache.count(kind):,} {kind}" for kind in KINDS)
             self.log(f"frozen-work cache: {self.cache.directory} ({counts})")

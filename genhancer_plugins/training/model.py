@@ -10,12 +10,21 @@ import torch
 from torch import nn
 
 from genhancer_plugins.interfaces import Conditioner, Denoiser, Encoder, EncoderOutput, ImageTokenizer
-from genhancer_plugins.recipe.build import ResolvedComponent, apply_pretrainer, build_models, cache_root, resolve_components, resolve_pretrainer
+from genhancer_plugins.recipe.build import (
+    ResolvedComponent,
+    apply_pretrainer,
+    build_models,
+    cache_root,
+    image_sizes,
+    resolve_components,
+    resolve_pretrainer,
+)
 from genhancer_plugins.recipe.schema import STAGES, LoadedRecipe
 from genhancer_plugins.registry.manager import PluginManager
 from genhancer_plugins.training.anchor import Anchor
 from genhancer_plugins.training.checkpoint import STATE_FILE, WEIGHTS_FILE, load_weights
 from genhancer_plugins.util.errors import RunError
+from genhancer_plugins.util.images import resize_images
 
 
 def _unmarked(part: str) -> None:
@@ -38,6 +47,19 @@ class GenHancerModel(nn.Module):
         self.denoiser = denoiser
         #: stage 2's optional global-semantics anchor (set by the stage for its length)
         self.anchor: Anchor | None = None
+        #: pixels per side of the encoder's, the tokenizer's and the data's images
+        self.image_sizes = image_sizes(encoder, tokenizer)
+
+    @property
+    def image_size(self) -> int:
+        """The side of the crops the data give (the larger of the encoder's and the tokenizer's)."""
+        return self.image_sizes["data"]
+
+    def encoder_images(self, images: torch.Tensor) -> torch.Tensor:
+        return resize_images(images, self.image_sizes["encoder"])
+
+    def tokenizer_images(self, images: torch.Tensor) -> torch.Tensor:
+        return resize_images(images, self.image_sizes["tokenizer"])
 
     def forward(self, images: torch.Tensor, target_parameters: torch.Tensor | None = None,
                 global_token: torch.Tensor | None = None, mark: Callable[[str], None] = _unmarked) -> torch.Tensor:
@@ -49,13 +71,14 @@ class GenHancerModel(nn.Module):
         else:
             targets = self.targets(images)
         mark("tokenizer_encode")
-        encoded = EncoderOutput(global_token, None) if global_token is not None else self.encoder(images)
+        encoder_images = self.encoder_images(images)
+        encoded = EncoderOutput(global_token, None) if global_token is not None else self.encoder(encoder_images)
         mark("encoder")
         condition = self.conditioner(encoded)
         mark("conditioner")
         loss = self.denoiser.loss(targets, condition)
         if self.anchor is not None:
-            loss = loss + self.anchor.term(encoded.global_token, images)
+            loss = loss + self.anchor.term(encoded.global_token, encoder_images)
         mark("denoiser_forward")
         return loss
 
@@ -70,16 +93,16 @@ class GenHancerModel(nn.Module):
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen tokenizer's targets of ``images``, in fp32."""
-        return self._in_fp32(self.tokenizer.encode, images)
+        return self._in_fp32(self.tokenizer.encode, self.tokenizer_images(images))
 
     def target_parameters(self, images: torch.Tensor) -> torch.Tensor:
         """What the frozen-work cache keeps of the tokenizer's work (before its random draw), in fp32."""
-        return self._in_fp32(self.tokenizer.encode_parameters, images)
+        return self._in_fp32(self.tokenizer.encode_parameters, self.tokenizer_images(images))
 
     @torch.no_grad()
     def frozen_global_token(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen encoder's global token (stage 1's frozen work), under the caller's autocast."""
-        return self.encoder(images).global_token.float()
+        return self.encoder(self.encoder_images(images)).global_token.float()
 
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "conditioner": self.conditioner, "tokenizer": self.tokenizer, "denoiser": self.denoiser}

@@ -18,7 +18,7 @@ from torch import nn
 
 from genhancer_plugins.util.errors import RunError
 from genhancer_plugins.util.files import respect_umask
-from genhancer_plugins.util.images import to_rgb, to_tensor
+from genhancer_plugins.util.images import resize_images, to_rgb, to_tensor
 
 
 @torch.no_grad()
@@ -31,7 +31,8 @@ def reconstruct(modules: Mapping[str, nn.Module], images: torch.Tensor, steps: i
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            condition = modules["conditioner"](modules["encoder"](images))
+            encoder = modules["encoder"]
+            condition = modules["conditioner"](encoder(resize_images(images, encoder.spec.image_size)))
             targets = modules["denoiser"].sample(condition, steps=steps)
             decoded = modules["tokenizer"].decode(targets)
     finally:

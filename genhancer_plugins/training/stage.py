@@ -5,7 +5,8 @@
   training ("all") or stay frozen ("only") (paper lr 1e-5).
 
 A finished stage leaves ``<stage>/final`` (the trained tensors, the state, and
-the denoiser in its own library's layout under ``final/denoiser``);
+the denoiser in its own library's layout under ``final/denoiser``, unless it is a
+frozen pretrained network, which every build loads from its source);
 ``--resume`` skips it and continues an unfinished one from its newest
 checkpoint. Per-step behaviour that is not training (progress, log lines,
 trackers, previews) lives in :mod:`genhancer_plugins.training.callbacks`, reached
@@ -52,11 +53,14 @@ from genhancer_plugins.util.seeds import step_seed
 UNREADABLE = (OSError, ValueError, KeyError, SafetensorError)
 
 
-def learning_rate(base: float, warmup_steps: int, step: int) -> float:
-    """Constant, or a linear warm-up then constant (``step`` counts from 0)."""
-    if warmup_steps <= 0:
-        return base
-    return base * min(1.0, (step + 1) / (warmup_steps + 1))
+def learning_rate(base: float, warmup_steps: int, step: int, total: int = 0, decay: str = "constant") -> float:
+    """A linear warm-up (if any), then constant or a cosine to 0 at step ``total`` (``step`` counts from 0)."""
+    if step < warmup_steps:
+        return base * (step + 1) / (warmup_steps + 1)
+    if decay == "cosine":
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return base
 
 
 @dataclass
@@ -128,8 +132,11 @@ def enter_stage(model: GenHancerModel, recipe: Recipe, stage: str, device: Any) 
 
 def stage_state(model: GenHancerModel) -> dict[str, torch.Tensor]:
     """What a finished stage hands on: projector and denoiser (trained or not: ``stage2.mode: only``
-    keeps them frozen), and the trained encoder weights."""
-    return gathered_tensors(model, lambda name, param: param.requires_grad or name.startswith(("conditioner.", "denoiser.")))
+    keeps them frozen), and the trained encoder weights. A pretrained network the denoiser keeps
+    frozen (``Denoiser.frozen_parameters``) is not copied: every build loads it from its source."""
+    never_trained = {id(p) for p in model.denoiser.frozen_parameters()}
+    return gathered_tensors(model, lambda name, param: param.requires_grad
+                            or (name.startswith(("conditioner.", "denoiser.")) and id(param) not in never_trained))
 
 
 class StageTrainer:
@@ -169,7 +176,9 @@ class StageTrainer:
         if recipe.stage2.init_from:
             self._init_from(recipe.stage2.init_from)
         elif recipe.schedule == "end_to_end":
-            self.ctx.log("stage2: end-to-end schedule: encoder LoRA and a fresh denoiser train together from step 0")
+            tuning = "encoder LoRA" if recipe.stage2.encoder_tuning == "lora" else "the whole encoder"
+            denoiser = "the projector (the denoiser stays frozen)" if self.ctx.model.denoiser.frozen_parameters() else "the denoiser"
+            self.ctx.log(f"stage2: end-to-end schedule: {tuning} and {denoiser} train together from step 0")
         else:
             self.ctx.log("warning: stage1 is disabled and stage2.init_from is empty: the denoiser starts untrained")
 
@@ -234,8 +243,11 @@ class StageTrainer:
         s = self.settings
         fused = recipe.train.fused_optimizer
         fused = acc.device.type == "cuda" if fused == "auto" else fused
-        optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
-                                      **({"fused": True} if fused else {}))
+        if s.optimizer == "sgd":
+            optimizer = torch.optim.SGD(trainable, lr=s.learning_rate, momentum=s.momentum, weight_decay=s.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(trainable, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay,
+                                          **({"fused": True} if fused else {}))
         acc.free_memory()  # drop the previous stage's wrappers
         if self.ctx.sharded:  # FSDP2 hooks already synchronise the shards: no DDP wrapper around the model
             model = ctx.model
@@ -317,7 +329,8 @@ class StageTrainer:
                 micro += 1
                 with acc.accumulate(model):
                     for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step)
+                        group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step, total,
+                                                    self.settings.lr_decay)
                     images = batch["pixel_values"].to(acc.device, non_blocking=True)
                     if ctx.cache is not None:
                         frozen = cached_inputs(ctx.cache, ctx.model, batch, images, self._cache_encoder, acc.autocast)
@@ -398,7 +411,9 @@ class StageTrainer:
         if self.ctx.accelerator.is_main_process:
             self.final_dir.mkdir(parents=True, exist_ok=True)
             save_tensors(weights, self.final_dir / WEIGHTS_FILE)
-            if not self.ctx.sharded:  # its own layout needs whole weights; sharded, they are in final/model.safetensors
+            # Its own layout needs whole weights (sharded, they are in final/model.safetensors); a frozen
+            # pretrained network is its source's, not copied.
+            if not self.ctx.sharded and not self.ctx.model.denoiser.frozen_parameters():
                 self.ctx.model.denoiser.save_pretrained(self.final_dir / "denoiser")
                 respect_umask(self.final_dir / "denoiser")
             write_json(self.final_dir / STATE_FILE, {"step": result.steps, "epochs": self.settings.epochs, "final_loss": result.final_loss,

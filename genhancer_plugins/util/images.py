@@ -34,3 +34,13 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     first while still 8-bit (a quarter of the bytes), then x / 255 in float32, as before, bit for bit."""
     pixels = torch.from_numpy(np.array(to_rgb(image, copy=False))).permute(2, 0, 1).contiguous()
     return pixels.float().div_(255.0)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch [B, 3, H, W] in [0, 1] at ``size`` x ``size``: the same crop for a component that
+    reads another resolution than the data's (DIVA: the diffusion model at 512, CLIP at 224).
+    Bilinear with antialiasing, as torchvision's tensor ``Resize`` does; unchanged when already there."""
+    if images.shape[-2:] == (size, size):
+        return images
+    resized = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.clamp_(0, 1)

@@ -21,6 +21,9 @@ class VAEParams(Params):
     revision: str | None = None
     config: dict[str, Any] | None = Field(None, description="diffusers AutoencoderKL config")
     latent: Literal["sample", "mean"] = Field("sample", description="draw from the latent distribution or take its mean")
+    image_size: PositiveInt | None = Field(
+        None, description="side in pixels of the images it encodes (DIVA: 512, with CLIP at 224 from the same crop); default: the encoder's"
+    )
 
     @model_validator(mode="after")
     def _needs_weights_or_config(self) -> "VAEParams":

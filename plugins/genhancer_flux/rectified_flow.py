@@ -122,6 +122,9 @@ class RectifiedFlowDenoiser(Denoiser):
                 self.transformer = FluxTransformer2DModel(**kwargs)
         self.register_buffer("img_ids", latent_position_ids(height, width), persistent=False)
 
+    def pretrained_source(self) -> str | None:
+        return self.params.source
+
     def frozen_parameters(self) -> list[nn.Parameter]:
         return [] if self.params.train_network else list(self.transformer.parameters())
 

@@ -18,13 +18,18 @@ from .params import VAEParams
 class VAETokenizer(ImageTokenizer):
     """Images in [0, 1] -> ``scaling_factor * (z - shift_factor)`` latents and back."""
 
-    def __init__(self, vae: Any, latent: str = "sample"):
+    def __init__(self, vae: Any, latent: str = "sample", input_size: int | None = None, source: str | None = None):
         super().__init__()
+        self.input_size = input_size
+        self.source = source
         self.vae = vae.requires_grad_(False).eval()
         self.latent = latent
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def pretrained_source(self) -> str | None:
+        return self.source
 
     def train(self, mode: bool = True) -> "VAETokenizer":
         return super().train(False)  # frozen: never in training mode
@@ -70,14 +75,14 @@ def build_vae(params: VAEParams, meta: bool = False) -> VAETokenizer:
             raise OfflineUnknown(f"architecture of {source!r} needs a download; give `config` to plan offline")
         with construction_device(meta):
             vae = AutoencoderKL.from_config(params.config)
-        return VAETokenizer(vae, params.latent)
+        return VAETokenizer(vae, params.latent, params.image_size, source)
     path = Path(source).expanduser()
     if path.is_file():
         vae = _from_bfl_file(path, params.config)
     else:
         with loading_from(source):
             vae = AutoencoderKL.from_pretrained(source, subfolder=params.subfolder, revision=params.revision)
-    return VAETokenizer(vae, params.latent)
+    return VAETokenizer(vae, params.latent, params.image_size, source)
 
 
 def _from_bfl_file(path: Path, config: dict[str, Any] | None) -> Any:
