@@ -156,3 +156,35 @@ def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
     stamp = (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime
     assert main(args) == 0
     assert (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime == stamp
+
+
+@pytest.mark.slow
+def test_reproduce_mini_draws_fig1_with_a_pretrained_denoiser_and_a_diva_style_arm(tmp_path, monkeypatch):
+    main = _reproduce_driver()
+    monkeypatch.setenv("GENHANCER_CACHE", str(tmp_path / "cache"))
+    doc = tmp_path / "docs" / "mini.md"
+    experiments = ["main", "stage1_100", "stage1_200", "denoiser_n1", "denoiser_n3", "local_tokens", "local_tokens_25",
+                   "pretrained_denoiser", "diva"]
+    args = ["--recipes", str(ROOT / "recipes"), "--runs", str(tmp_path / "runs"), "--doc", str(doc), "--experiments", *experiments,
+            "--set", "stage1.steps=2", "--set", "stage2.steps=2", "--set", "pretrain.params.steps=3",
+            "--set", "pretrain.params.image_size=32", "--set", "data.batch_size=4", "--set", "preview.images=0",
+            "--probe", "train_images=30", "--probe", "test_images=20", "--probe", "pairs=5", "--no-twin", "--sweep",
+            "--seeds", "1", "2"]
+    assert main(args) == 0
+    page = doc.read_text()
+    section = page.split("## Better generation, better encoder? (the paper's Fig. 1)")[1].split("\n## ")[0]
+    for row in ("| (i) stage-1 length: 100, 200, 400 steps | stage1 100 |", "| (ii) denoiser size: 1+2, 2+4, 3+6 blocks | denoiser n3 |",
+                "| (iii) local tokens in the condition: 0, 25 %, 50 % | local tokens 25 |",
+                "| (iv) random vs pretrained denoiser | pretrained denoiser |", "| (iv) random vs pretrained denoiser | diva |"):
+        assert row in section, row
+    verdicts = [line for line in section.splitlines() if line.startswith("| ") and line.endswith("** |")]
+    assert len(verdicts) == 5 and "GenHancer beats the DIVA-style baseline (main vs diva)" in verdicts[-1]
+    assert (doc.parent / "mini" / "fig1.png").is_file()
+    quality = json.loads((tmp_path / "runs" / "diva" / "seed2" / "reconstruction.json").read_text())
+    assert quality["images"] == 32 and 0 < quality["psnr_db"] < 60
+    # the pretrained networks are trained once and every seed starts from them
+    for arm, pretraining in (("pretrained_denoiser", "denoiser_pretraining"), ("diva", "diva_pretraining")):
+        recipe = json.loads((tmp_path / "runs" / arm / "seed1" / "run.json").read_text())["resolved_recipe"]
+        assert recipe["denoiser"]["params"]["source"] == str(tmp_path / "runs" / pretraining / "seed100" / "stage1" / "final" / "denoiser")
+    diva = json.loads((tmp_path / "runs" / "diva" / "seed1" / "run.json").read_text())["resolved_recipe"]
+    assert diva["schedule"] == "end_to_end" and diva["stage2"]["optimizer"] == "sgd" and diva["denoiser"]["params"]["train_network"] is False
