@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from mini_page import label, stats
+from mini_page import label, stats, verdict
 
 #: (panel title, points in axis order); every point is an experiment of recipes/experiments/
 AXES: dict[str, tuple[str, list[str]]] = {
@@ -76,15 +76,6 @@ def reconstruction_quality(run_dir: Path, images: int = 32, steps: int = 20) -> 
               "sampling_steps": steps, "stage": stage}
     target.write_text(json.dumps(result, indent=2))
     return result
-
-
-def verdict(gaps: list[float]) -> tuple[str, float, float]:
-    mean, spread = stats(gaps)
-    if mean > 2 * spread and mean > 0:
-        return "reproduced", mean, spread
-    if mean < -2 * spread and mean < 0:
-        return "not reproduced (the opposite holds)", mean, spread
-    return "unclear", mean, spread
 
 
 def fig1_section(original: dict[str, float], results: dict[str, dict[int, dict[str, float]]],

@@ -49,6 +49,16 @@ def stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def verdict(gaps: list[float]) -> tuple[str, float, float]:
+    """Per-seed gaps -> (verdict, mean gap, spread)."""
+    mean, spread = stats(gaps)
+    if mean > 2 * spread and mean > 0:
+        return "reproduced", mean, spread
+    if mean < -2 * spread and mean < 0:
+        return "not reproduced (the opposite holds)", mean, spread
+    return "unclear", mean, spread
+
+
 def gain_and_drop(original: dict[str, float], per_seed: dict[int, dict[str, float]], seeds: list[int]):
     """An encoder against the original: ((fine gain, spread), (coarse_zero_shot drop, spread), guard verdict)."""
     gain = stats([per_seed[s]["probe_fine_mean"] - original["probe_fine_mean"] for s in seeds])

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fig1 import FIG1_EXPERIMENTS, fig1_section, pretraining_overrides, reconstruction_quality  # noqa: E402
-from mini_page import SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats, sweep_reading, twin_section  # noqa: E402
+from mini_page import SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats, sweep_reading, twin_section, verdict  # noqa: E402
 
 EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune",
                *FIG1_EXPERIMENTS]
@@ -135,16 +135,6 @@ def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides
             log(f"twin ({tower}'s tower) seed {seed}: trained in {time.perf_counter() - start:.0f} s")
         results[seed] = json.loads(summary.read_text())["llava"]["eval"]["multiple_choice"]
     return results
-
-
-def verdict(gaps: list[float]) -> tuple[str, float, float]:
-    """Per-seed gaps -> (verdict, mean gap, spread)."""
-    mean, spread = stats(gaps)
-    if mean > 2 * spread and mean > 0:
-        return "reproduced", mean, spread
-    if mean < -2 * spread and mean < 0:
-        return "not reproduced (the opposite holds)", mean, spread
-    return "unclear", mean, spread
 
 
 def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[str, dict[int, dict[str, float]]],

@@ -288,7 +288,7 @@ class Run:
                 from genhancer_plugins.training.model import load_trained_model
 
                 encoder = load_trained_model(self.output_dir, self.manager, "stage2")[0].encoder.to(acc.device)
-            info = export_encoder(encoder, context.probe_images(4), self.output_dir / "export",
+            info = export_encoder(encoder, self.model.encoder_images(context.probe_images(4)), self.output_dir / "export",
                                   self.recipe.export.dtype, self.recipe.name, dump_yaml(self.loaded.raw), self.log)
         acc.wait_for_everyone()
         self.manager.notify("genhancer_export_end", export=ExportInfo(self.output_dir / "export", context.info()))
