@@ -1,4 +1,5 @@
-"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP), ``siglip`` and ``dinov2`` (vision only); they load as image-text
+"""Built-in encoders: ``clip`` (OpenAI CLIP, MetaCLIP), ``siglip`` (SigLIP, SigLIP 2 FixRes), ``dinov2`` and ``dinov3`` (vision only)
+and ``aimv2``; they load as image-text
 models for the evaluators and as vision towers for downstream models (LLaVA)."""
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ENCODERS = {
     "siglip": ("siglip-so400m-224", "SigLIP ViT; global token = pooler_output of the attention-pool head", DEPTH),
     "dinov2": ("dinov2-large", "DINOv2 ViT, vision only; global token = the layer-normed CLS (image-text evaluators refuse it)",
                DEPTH[:1]),
+    "dinov3": ("dinov3-vitl16", "DINOv3 ViT, vision only; global token = the layer-normed CLS (register tokens dropped)", DEPTH[:1]),
+    "aimv2": ("aimv2-large-patch14-224-lit", "AIMv2 ViT (no CLS); global token = the attention-pool head (LiT: projected), "
+              "or the patch tokens' mean; text tower in the LiT checkpoints", DEPTH),
 }
 
 

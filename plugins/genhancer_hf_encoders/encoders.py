@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from genhancer_plugins import Encoder, EncoderOutput, EncoderSpec, OfflineUnknown, construction_device, loading_from, save_tensors
 
-from .families import FAMILIES, Family, model_class_for, transformers_class
+from .families import FAMILIES, Family, global_features, model_class_for, transformers_class
 from .params import HFEncoderParams
 from .processors import load_image_processor, load_tokenizer, new_image_processor, quiet_loading
 
@@ -77,11 +77,17 @@ class HFVisionEncoder(Encoder):
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         pixel_values = (images - self.pixel_mean.to(images.device)) / self.pixel_std.to(images.device)
         out = self.vision_trunk(pixel_values=pixel_values)
-        pooled = out.pooler_output
+        pooled = global_features(out)
         projection = getattr(self.model, "visual_projection", None)
         global_token = projection(pooled) if projection is not None else pooled
-        local = out.last_hidden_state[:, 1:] if self.family.has_class_token else out.last_hidden_state
-        return EncoderOutput(global_token=global_token, local_tokens=local)
+        return EncoderOutput(global_token=global_token, local_tokens=out.last_hidden_state[:, self.prefix_tokens:])
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patches: the class token (CLIP, DINO) and register tokens (DINOv3)."""
+        vision_config = getattr(self.model.config, "vision_config", self.model.config)
+        registers = int(getattr(vision_config, self.family.register_tokens_field, 0) or 0) if self.family.register_tokens_field else 0
+        return int(self.family.has_class_token) + registers
 
     def vision_parameters(self) -> list[nn.Parameter]:
         params = list(self.vision_trunk.parameters())
@@ -152,7 +158,7 @@ def _build_from_config(family: Family, config: dict[str, Any]) -> nn.Module:
         raise ValueError(f"{family.name} is vision only: its `config` takes no `text`")
     if text is not None:
         cfg_kwargs: dict[str, Any] = {"vision_config": vision, "text_config": dict(text)}
-        if projection_dim is not None and family.projected_vision_model:
+        if projection_dim is not None:
             cfg_kwargs["projection_dim"] = projection_dim
         cfg = transformers_class(family.full_config)(**cfg_kwargs)
         return transformers_class(family.full_model)(cfg)
@@ -197,7 +203,7 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
         model_class = model_class_for(family, hf_config, source)
         model = model_class.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
-        processor = load_image_processor(source, revision=params.revision, trust_remote_code=remote)
+        processor = image_processor_for(family, hf_config, source, revision=params.revision, trust_remote_code=remote)
     tokenizer = None
     if hasattr(model, "text_model"):
         with contextlib.suppress(OSError, ValueError, TypeError):  # a checkpoint without tokenizer files
@@ -206,5 +212,18 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
 
 
 def _default_processor(family: Family, model: nn.Module) -> Any:
-    vision_config = getattr(model.config, "vision_config", model.config)
-    return new_image_processor(family.image_processor, **family.size_dict(int(vision_config.image_size)))
+    return _family_processor(family, model.config)
+
+
+def _family_processor(family: Family, config: Any) -> Any:
+    vision_config = getattr(config, "vision_config", config)
+    return new_image_processor(family.image_processor, **family.size_dict(int(vision_config.image_size)),
+                               **dict(family.processor_settings or ()))
+
+
+def image_processor_for(family: Family, config: Any, source: str, **kwargs: Any) -> Any:
+    """The checkpoint's own image processor (PIL), or the family's where transformers implements the
+    checkpoint's for torchvision only (DINOv3: ``Family.processor_settings``)."""
+    if family.processor_settings is not None:
+        return _family_processor(family, config)
+    return load_image_processor(source, **kwargs)

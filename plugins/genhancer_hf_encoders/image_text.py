@@ -17,8 +17,9 @@ from torch import Tensor
 
 from genhancer_plugins import RunError
 
-from .families import family_for, model_class_for, transformers_class
-from .processors import load_image_processor, load_tokenizer, quiet_loading
+from .encoders import image_processor_for
+from .families import family_for, global_features, model_class_for, transformers_class
+from .processors import load_tokenizer, quiet_loading
 
 
 class HFImageTextModel:
@@ -37,7 +38,7 @@ class HFImageTextModel:
     def image_embeddings(self, images: Sequence[Image.Image], normalize: bool = True) -> Tensor:
         pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
         trunk = getattr(self.model, "vision_model", self.model)  # vision-only models are the trunk
-        pooled = trunk(pixel_values=pixels).pooler_output
+        pooled = global_features(trunk(pixel_values=pixels))
         projection = getattr(self.model, "visual_projection", None)
         features = (projection(pooled) if projection is not None else pooled).float()
         return torch.nn.functional.normalize(features, dim=-1) if normalize else features
@@ -78,7 +79,7 @@ def load_image_text_model(source: str, text_from: str | None = None, device: str
     except ValueError:
         return None  # another plugin may load it
     quiet_loading()
-    processor = load_image_processor(source)
+    processor = image_processor_for(family, config, str(source))
     if hasattr(config, "text_config"):
         model = transformers_class(family.full_model).from_pretrained(source)
         return HFImageTextModel(model, processor, load_tokenizer(source), str(source), device)
@@ -111,10 +112,11 @@ def load_vision_tower(source: str) -> Any:
 
     from genhancer_plugins import VisionTower
 
+    config = AutoConfig.from_pretrained(source)
     try:
-        family = family_for(AutoConfig.from_pretrained(source))
+        family = family_for(config)
     except ValueError:
         return None  # another plugin may load it
     quiet_loading()
     model = transformers_class(family.vision_models[-1]).from_pretrained(source)
-    return VisionTower(model, load_image_processor(str(source)), has_class_token=family.has_class_token, family=family.name)
+    return VisionTower(model, image_processor_for(family, config, str(source)), has_class_token=family.has_class_token, family=family.name)
