@@ -94,7 +94,7 @@ def fig1_section(original: dict[str, float], results: dict[str, dict[int, dict[s
              "over the original tower (points). Mean ± spread over seeds. The pretrained denoiser is main's trained for "
              "four times main's stage 1 on the shapes world under the original tower, once (seed 100), then started from "
              "with a fresh projector (`recipes/experiments/denoiser_pretraining.yaml`); the DIVA-style arm freezes a small "
-             "UNet pretrained the same way (`diva_pretraining.yaml`) and trains the whole tower with SGD (`diva.yaml`).", "",
+             "UNet pretrained on the shapes world (`diva_pretraining.yaml`, 400 steps) and trains the whole tower with SGD (`diva.yaml`).", "",
              "| axis | point | PSNR (dB) | fine gain | coarse_zero_shot drop |", "|---|---|---|---|---|"]
     rows = []
     verdicts: list[tuple[str, str]] = []
