@@ -75,3 +75,18 @@ def interrupted_then_resumed(recipe: Path, output_dir: Path, stage: str = "stage
     with pytest.raises(KeyboardInterrupt):
         run_recipe(recipe, output_dir, plugins=[(Interrupt(), "interrupt")])
     return run_recipe(recipe, output_dir, resume=True)
+
+
+def train_and_score_mmvp(tmp_path: Path, encoder: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    """The tiny recipe with ``encoder``, one step of each stage, MMVP-VLM (synthetic copy) on the
+    original and the export; returns run.json (the export is in ``tmp_path / "out" / "export"``)."""
+    from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
+
+    bench = write_synthetic_mmvp(tmp_path / "bench", pairs_per_pattern=1)
+    recipe = write_recipe(tmp_path, {**TINY, "encoder": encoder, "stage1": {"steps": 1}, "stage2": {"steps": 1},
+                                     "eval": [{"name": "mmvp_vlm", "params": {"root": str(bench)}}], **sections})
+    summary = run_recipe(recipe, tmp_path / "out")
+    assert summary["stages"]["stage1"]["steps"] == 1 and summary["stages"]["stage2"]["steps"] == 1
+    assert 0 <= summary["eval"]["mmvp_vlm"]["enhanced"]["average"] <= 100
+    return summary
+

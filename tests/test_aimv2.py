@@ -3,8 +3,7 @@
 
 import pytest
 import torch
-from genhancer_evaluators.synthetic_mmvp import write_synthetic_mmvp
-from helpers import TINY, run_recipe, tiny_preset, write_recipe
+from helpers import tiny_preset, train_and_score_mmvp
 
 
 def save_aimv2(directory, vision_only=False):
@@ -61,13 +60,7 @@ def test_the_aimv2_presets_plan_offline_at_the_checkpoints_sizes():
 @pytest.mark.slow
 def test_an_aimv2_recipe_trains_both_stages_exports_reloads_and_scores_mmvp(tmp_path):
     source = save_aimv2(tmp_path / "aimv2-lit")
-    bench = write_synthetic_mmvp(tmp_path / "bench", pairs_per_pattern=1)
-    recipe = write_recipe(tmp_path, {**TINY, "encoder": {"name": "aimv2", "preset": "tiny", "params": {"source": str(source)}},
-                                     "stage1": {"steps": 1}, "stage2": {"steps": 1},
-                                     "eval": [{"name": "mmvp_vlm", "params": {"root": str(bench)}}]})
-    summary = run_recipe(recipe, tmp_path / "out")
-    assert summary["stages"]["stage1"]["steps"] == 1 and summary["stages"]["stage2"]["steps"] == 1
-    assert 0 <= summary["eval"]["mmvp_vlm"]["enhanced"]["average"] <= 100
+    train_and_score_mmvp(tmp_path, {"name": "aimv2", "preset": "tiny", "params": {"source": str(source)}})
     from genhancer_hf_encoders.image_text import load_image_text_model
 
     exported = load_image_text_model(str(tmp_path / "out" / "export"))  # both towers and the tokenizer travel with it

@@ -189,7 +189,7 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
                 model = _build_from_config(family, params.config)
         else:
             raise OfflineUnknown(f"architecture of {source!r} needs a download; give `config` to plan offline")
-        return HFVisionEncoder(family, model, _default_processor(family, model), source=source)
+        return HFVisionEncoder(family, model, _family_processor(family, model.config), source=source)
     if source is None:
         model = _build_from_config(family, params.config or {})
         tokenizer = None
@@ -197,7 +197,7 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
             from .processors import character_tokenizer
 
             tokenizer = character_tokenizer(int(model.config.text_config.max_position_embeddings))
-        return HFVisionEncoder(family, model, _default_processor(family, model), tokenizer=tokenizer, source=None)
+        return HFVisionEncoder(family, model, _family_processor(family, model.config), tokenizer=tokenizer, source=None)
     quiet_loading()
     with loading_from(source):
         hf_config = AutoConfig.from_pretrained(source, revision=params.revision, trust_remote_code=remote)
@@ -209,10 +209,6 @@ def build_encoder(family_name: str, params: HFEncoderParams, meta: bool = False)
         with contextlib.suppress(OSError, ValueError, TypeError):  # a checkpoint without tokenizer files
             tokenizer = load_tokenizer(source, revision=params.revision, trust_remote_code=remote)
     return HFVisionEncoder(family, model, processor, tokenizer=tokenizer, source=source)
-
-
-def _default_processor(family: Family, model: nn.Module) -> Any:
-    return _family_processor(family, model.config)
 
 
 def _family_processor(family: Family, config: Any) -> Any:

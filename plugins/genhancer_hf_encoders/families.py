@@ -1,5 +1,5 @@
 """The encoder families as data: everything that differs between CLIP (and MetaCLIP),
-SigLIP (and SigLIP 2 FixRes), DINOv2 and AIMv2 is a field of :class:`Family`, decided in one
+SigLIP (and SigLIP 2 FixRes), DINOv2, DINOv3 and AIMv2 is a field of :class:`Family`, decided in one
 place (:func:`family_for`)."""
 
 from __future__ import annotations
