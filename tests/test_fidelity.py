@@ -9,7 +9,7 @@ import torch
 from genhancer_conditioners.cls import ClsConditioner
 from genhancer_conditioners.params import ClsLocalParams
 from genhancer_flux.params import RectifiedFlowParams
-from genhancer_flux.rectified_flow import RectifiedFlowDenoiser, latent_position_ids
+from genhancer_flux.rectified_flow import RectifiedFlowDenoiser, latent_position_ids, merge_token_layouts
 from helpers import ROOT, TINY, run_recipe, tiny_encoder_config, write_recipe
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -203,19 +203,44 @@ def test_flux_txt_ids_put_local_tokens_on_the_image_token_grid():
     assert flux.condition_ids(Condition(pooled=torch.zeros(1, 24), tokens=torch.zeros(1, 3, 32))).abs().sum() == 0
 
 
-def test_flux_positions_change_the_prediction_and_differing_rows_run_per_sample():
+def test_flux_positions_change_the_prediction_and_differing_rows_share_one_call():
     flux = _flux().eval()
-    noisy, t = torch.randn(2, 16, 64), torch.rand(2)
-    tokens, pooled = torch.randn(2, 3, 32), torch.randn(2, 24)
+    noisy, t = torch.randn(3, 16, 64), torch.rand(3)
+    tokens, pooled = torch.randn(3, 3, 32), torch.randn(3, 24)
     nan = [float("nan")] * 2
-    positions = torch.tensor([[nan, [0.125, 0.125], [0.375, 0.875]], [nan, [0.875, 0.625], [0.625, 0.125]]])
+    # differing picks; the third sample draws one patch twice (selection with replacement)
+    positions = torch.tensor([[nan, [0.125, 0.125], [0.375, 0.875]], [nan, [0.875, 0.625], [0.625, 0.125]],
+                              [nan, [0.375, 0.875], [0.375, 0.875]]])
+    calls = []
+    flux.transformer.register_forward_hook(lambda module, args, output: calls.append(1))
     with torch.no_grad():
         batched = flux.velocity(noisy, t, Condition(pooled, tokens, positions))
+        assert len(calls) == 1  # one batched call over the union of the samples' token layouts
         single = [flux.velocity(noisy[i : i + 1], t[i : i + 1], Condition(pooled[i : i + 1], tokens[i : i + 1], positions[i : i + 1]))
-                  for i in range(2)]
+                  for i in range(3)]
         unplaced = flux.velocity(noisy, t, Condition(pooled, tokens))
     torch.testing.assert_close(batched, torch.cat(single), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(batched, unplaced, atol=1e-4)
+    # the condition tokens' gradients are those of the per-sample calls too (training goes through this path)
+    grads = []
+    for run_batched in (True, False):
+        leaf = tokens.clone().requires_grad_()
+        if run_batched:
+            out = flux.velocity(noisy, t, Condition(pooled, leaf, positions))
+        else:
+            out = torch.cat([flux.velocity(noisy[i : i + 1], t[i : i + 1], Condition(pooled[i : i + 1], leaf[i : i + 1], positions[i : i + 1]))
+                             for i in range(3)])
+        out.square().sum().backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_merged_token_layout_keeps_every_token_once():
+    ids = torch.tensor([[[0, 0, 0], [0, 1, 1], [0, 1, 1]], [[0, 0, 0], [0, 2, 3], [0, 1, 1]]], dtype=torch.float32)
+    tokens = torch.arange(6, dtype=torch.float32).view(2, 3, 1)
+    merged, shared, present = merge_token_layouts(tokens, ids)
+    assert shared.shape[0] == 4 and present.sum(1).tolist() == [3, 3]  # (0,0,0), (0,1,1) twice, (0,2,3)
+    assert sorted(merged[0][present[0]].flatten().tolist()) == [0, 1, 2] and merged[1][~present[1]].abs().sum() == 0
 
 
 # -- 5. image processors -----------------------------------------------------

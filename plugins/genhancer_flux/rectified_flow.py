@@ -90,6 +90,29 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+def merge_token_layouts(tokens: Tensor, txt_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One txt-id layout for a batch whose samples place their condition tokens differently.
+
+    FLUX takes one set of txt ids per call. The union of the samples' (id, repeat) slots
+    becomes the shared layout; each sample's tokens go to their slots and the slots it
+    does not fill are masked out as attention keys. Attention ignores key order and every
+    other operation is per token, so each sample's output equals a call on its own.
+    Returns tokens [B, U, D], txt ids [U, 3] and the filled slots [B, U] (bool).
+    """
+    batch, length, _ = txt_ids.shape
+    same = (txt_ids[:, :, None, :] == txt_ids[:, None, :, :]).all(-1)  # [B, L, L]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=txt_ids.device).tril(-1)
+    repeat = (same & earlier).sum(-1, keepdim=True).to(txt_ids.dtype)  # k-th token at this id within its sample
+    keys, slot = torch.unique(torch.cat([txt_ids, repeat], -1).reshape(-1, 4), dim=0, return_inverse=True)
+    slot = slot.view(batch, length)
+    rows = torch.arange(batch, device=tokens.device)[:, None].expand(-1, length)
+    merged = tokens.new_zeros(batch, keys.shape[0], tokens.shape[-1])
+    merged[rows, slot] = tokens
+    present = torch.zeros(batch, keys.shape[0], dtype=torch.bool, device=tokens.device)
+    present[rows, slot] = True
+    return merged, keys[:, :3].contiguous(), present
+
+
 class RectifiedFlowDenoiser(Denoiser):
     def __init__(self, params: RectifiedFlowParams, target: TargetSpec, meta: bool = False):
         super().__init__()
@@ -136,12 +159,8 @@ class RectifiedFlowDenoiser(Denoiser):
         shared = condition.token_positions is None or txt_ids.shape[0] == 1 or txt_ids.device.type == "meta"
         if shared or bool((txt_ids == txt_ids[:1]).all()):
             return self._velocity(noisy, t, condition.tokens, condition.pooled, txt_ids[0])
-        # FLUX takes one set of txt ids per call: samples whose condition tokens sit at
-        # different places (cls_local, random selection) run one at a time.
-        return torch.cat([
-            self._velocity(noisy[i : i + 1], t[i : i + 1], condition.tokens[i : i + 1], condition.pooled[i : i + 1], txt_ids[i])
-            for i in range(noisy.shape[0])
-        ])
+        tokens, txt_ids, present = merge_token_layouts(condition.tokens, txt_ids)
+        return self._velocity(noisy, t, tokens, condition.pooled, txt_ids, present)
 
     def condition_ids(self, condition: Condition) -> Tensor:
         """[B, L, 3] FLUX txt ids: (0, 0, 0) for a token with no place (the global
@@ -156,7 +175,12 @@ class RectifiedFlowDenoiser(Denoiser):
             ids[..., 1:] = torch.nan_to_num(places, nan=0.0)
         return ids
 
-    def _velocity(self, noisy: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor, txt_ids: Tensor) -> Tensor:
+    def _velocity(self, noisy: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor, txt_ids: Tensor,
+                  present: Tensor | None = None) -> Tensor:
+        attention = None
+        if present is not None:  # keys of the slots a sample does not fill are masked out for every query
+            image = torch.ones(present.shape[0], noisy.shape[1], dtype=torch.bool, device=present.device)
+            attention = {"attention_mask": torch.cat([present, image], dim=1)[:, None, None, :]}
         guidance = None
         if self.params.guidance_embeds:
             guidance = torch.full((noisy.shape[0],), self.params.guidance, device=noisy.device, dtype=noisy.dtype)
@@ -168,6 +192,7 @@ class RectifiedFlowDenoiser(Denoiser):
             img_ids=self.img_ids.to(noisy.device),
             txt_ids=txt_ids,
             guidance=guidance,
+            joint_attention_kwargs=attention,
             return_dict=False,
         )[0]
 
