@@ -1,4 +1,5 @@
-"""Building LLaVA-1.5 models: from parts (tower + LLM + new projector), as the paper trains."""
+"""Building LLaVA-1.5 models from parts (tower + LLM + new projector), as the paper trains; loading any
+LLaVA family's checkpoint."""
 
 from __future__ import annotations
 
@@ -75,10 +76,14 @@ def build_llava(tower_dir: str | Path, settings: Any, plugins: Any) -> tuple[Any
 
 
 def load_llava(directory: str | Path, dtype: Any = None) -> tuple[Any, Any]:
-    """A LLaVA checkpoint and its processor (``dtype``: a torch dtype; default float32)."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    """A LLaVA-1.5, LLaVA-NeXT or LLaVA-OneVision checkpoint (the class its config names,
+    :mod:`.families`) and its processor (``dtype``: a torch dtype; default float32)."""
+    from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
 
+    from .families import family_of, load_processor, model_class
+
     hf_logging.disable_progress_bar()
+    family = family_of(AutoConfig.from_pretrained(directory), directory)
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    return LlavaForConditionalGeneration.from_pretrained(directory, **kwargs), AutoProcessor.from_pretrained(directory)
+    return model_class(family).from_pretrained(directory, **kwargs), load_processor(directory, family)

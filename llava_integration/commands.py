@@ -11,16 +11,19 @@ from typing import Any
 def add_commands(subparsers: Any) -> None:
     from genhancer_plugins import add_comparison_args
 
-    llava = subparsers.add_parser("llava", help="LLaVA-1.5 utilities (the training phases run through `genhancer run`)")
+    llava = subparsers.add_parser("llava", help="LLaVA-1.5, -NeXT and -OneVision utilities (LLaVA-1.5's training phases run through `genhancer run`)")
     llava_sub = llava.add_subparsers(dest="llava_command", metavar="COMMAND", required=True)
     swap = llava_sub.add_parser(
         "swap",
         help="put an enhanced tower into an existing LLaVA checkpoint (no retraining)",
-        description=("Load a LLaVA checkpoint (e.g. llava-hf/llava-1.5-7b-hf), replace its vision tower by TOWER and save the "
-                     "result with a consistent processor. The projector is kept as trained for the original tower: a quick "
-                     "first look; the paper retrains LLaVA with the enhanced tower."),
+        description=("Load a LLaVA-1.5, LLaVA-NeXT or LLaVA-OneVision checkpoint (e.g. llava-hf/llava-1.5-7b-hf, "
+                     "llava-hf/llava-v1.6-vicuna-7b-hf, llava-hf/llava-onevision-qwen2-7b-ov-hf), replace its vision tower by "
+                     "TOWER and save the result with a consistent processor (NeXT and OneVision keep their AnyRes tiling and "
+                     "take the tower's mean and std). The tower must be the model class the checkpoint holds, with its width, "
+                     "resolution and patch size; anything else is refused with the reason. The projector is kept as trained "
+                     "for the original tower: a quick first look; the paper retrains LLaVA with the enhanced tower."),
     )
-    swap.add_argument("--llava", required=True, help="LLaVA checkpoint: hub id or directory")
+    swap.add_argument("--llava", required=True, help="LLaVA-1.5 / -NeXT / -OneVision checkpoint: hub id or directory")
     swap.add_argument("--tower", required=True, help="vision tower directory (a GenHancer export or any CLIP/SigLIP)")
     swap.add_argument("--output", "-o", required=True, help="directory for the new checkpoint (must not exist or be empty)")
     swap.set_defaults(handler=swap_command)
@@ -28,9 +31,10 @@ def add_commands(subparsers: Any) -> None:
         "eval",
         help="score LLaVA checkpoints on a benchmark by likelihood, side by side",
         description=("Score LLaVA checkpoints (directories written by `genhancer run` or `genhancer llava swap`, or hub ids "
-                     "such as llava-hf/llava-1.5-7b-hf) with one benchmark evaluator (mmvp_mllm, naturalbench, cv_bench, pope, "
+                     "of LLaVA-1.5, -NeXT or -OneVision such as llava-hf/llava-1.5-7b-hf) with one benchmark evaluator (mmvp_mllm, naturalbench, cv_bench, pope, "
                      "science_qa, hallusion_bench, multiple_choice) and write per-model predictions, summary.json and a table "
-                     "under --output. Each answer is the option with the lowest mean negative log-likelihood."),
+                     "under --output. Each answer is the option with the lowest mean negative log-likelihood (the Vicuna v1 prompt, "
+                     "or the checkpoint's chat template for NeXT and OneVision where its processor has one)."),
     )
     leval.add_argument("name", help="evaluator name (see `genhancer plugins`), e.g. mmvp_mllm")
     add_comparison_args(leval, "LLaVA checkpoint directory or hub id; repeat to compare (the first is the reference)")

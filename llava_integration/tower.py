@@ -1,10 +1,12 @@
-"""Swapping the vision tower of a LLaVA model.
+"""Swapping the vision tower of a LLaVA model (LLaVA-1.5, -NeXT, -OneVision).
 
 LLaVA-1.5 reads features from layer -2 of a CLIP vision tower without the CLS
-token, through a 2-layer MLP projector. A replacement tower must give the
-projector the width it was trained on, and the same number of patch tokens
-the processor inserts for each ``<image>``; anything else is an error that
-says what differs and what the projector would need.
+token, through a 2-layer MLP projector; NeXT does the same per AnyRes tile, and
+OneVision reads every token of a SigLIP tower. A replacement tower must be the
+model class the checkpoint holds, give the projector the width it was trained
+on, and the same number of patch tokens per image (per tile) that the
+processor inserts; anything else is an error that says what differs and what
+the projector would need.
 """
 
 from __future__ import annotations
@@ -67,26 +69,36 @@ def check_compatible(llava_config: Any, new: TowerShape) -> None:
 
 
 def swap_vision_tower(model: Any, tower_source: str | Path, plugins: Any, processor: Any = None, strict_shape: bool = True) -> Any:
-    """Load ``tower_source`` into ``model`` (a ``LlavaForConditionalGeneration``) in place
-    (``plugins``: the loaded plugin manager, whose encoder plugins load the tower).
+    """Load ``tower_source`` into ``model`` (a LLaVA-1.5, -NeXT or -OneVision model, :mod:`.families`)
+    in place (``plugins``: the loaded plugin manager, whose encoder plugins load the tower).
 
-    Returns the processor with the tower's image processor (resolution, mean/std),
-    when one was given. ``strict_shape=False`` only allows a different token count
-    or width for models whose projector and LLM will be (re)trained anyway.
+    Returns the processor, when one was given, made consistent with the tower: LLaVA-1.5's takes
+    the tower's image processor (resolution, mean/std); a tiling family keeps its own AnyRes
+    processor and takes the tower's mean and std. ``strict_shape=False`` only allows a different
+    token count or width for models whose projector and LLM will be (re)trained anyway.
     """
+    from .families import family_of
+
+    family = family_of(model.config)
     loaded = load_tower(tower_source, plugins)
     tower, image_processor = loaded.model, loaded.image_processor
     new = tower_shape(tower.config)
-    if strict_shape:
-        check_compatible(model.config, new)
     target = model.model.vision_tower
     if type(target).__name__ != type(tower).__name__:
-        raise TowerMismatch(f"the LLaVA model holds a {type(target).__name__}; {tower_source} is a {type(tower).__name__}")
+        raise TowerMismatch(f"the {family.name} model holds a {type(target).__name__}; {tower_source} is a {type(tower).__name__} "
+                            f"(its projector was trained on {family.published_tower} features; another tower class needs "
+                            "a new projector and LLM training)")
+    if strict_shape:
+        check_compatible(model.config, new)
     target.load_state_dict(tower.state_dict(), strict=True)
     model.config.vision_config = tower.config
     if processor is not None:
-        processor.image_processor = image_processor
-        processor.patch_size = new.patch_size
+        if family.tiles_images:
+            for field in ("image_mean", "image_std"):
+                setattr(processor.image_processor, field, list(getattr(image_processor, field)))
+        else:
+            processor.image_processor = image_processor
+            processor.patch_size = new.patch_size
     return processor
 
 

@@ -84,5 +84,8 @@ def test_the_card_says_which_mllm_families_take_the_tower():
     from genhancer_plugins.commands.push import drop_in
 
     assert drop_in("clip", 1024, 336, 14).startswith("LLaVA-1.5: a drop-in `--vision_tower`")
-    assert "not an existing LLaVA-1.5 checkpoint" in drop_in("clip", 1024, 224, 14)
-    assert "not the original LLaVA-1.5 repository" in drop_in("siglip", 1152, 384, 14)
+    assert "LLaVA-NeXT checkpoint" in drop_in("clip", 1024, 336, 14)
+    assert "not an existing LLaVA-1.5 or LLaVA-NeXT checkpoint" in drop_in("clip", 1024, 224, 14)
+    so400m = drop_in("siglip", 1152, 384, 14)
+    assert so400m.startswith("an existing LLaVA-OneVision checkpoint") and "not the original LLaVA-1.5 repository" in so400m
+    assert "nor an existing LLaVA-1.5, -NeXT or -OneVision checkpoint" in drop_in("siglip", 1152, 224, 14)

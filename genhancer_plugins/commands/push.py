@@ -47,15 +47,21 @@ def publishable(run_dir: Path) -> dict[str, Any]:
 
 def drop_in(family: str, hidden_size: int, image_size: int, patch_size: int) -> str:
     """Which MLLM families take this tower as it is (README, "Which tower goes where")."""
+    tokens = (image_size // patch_size) ** 2
     if family == "clip" and (hidden_size, image_size, patch_size) == (1024, 336, 14):
-        return ("LLaVA-1.5: a drop-in `--vision_tower` for its training scripts, and for an existing LLaVA-1.5 checkpoint "
-                "(`genhancer llava swap`: same width and 576 image tokens)")
+        return ("LLaVA-1.5: a drop-in `--vision_tower` for its training scripts, and for an existing LLaVA-1.5 or LLaVA-NeXT "
+                "checkpoint (`genhancer llava swap`: same width and 576 image tokens per image or tile)")
     if family == "clip":
         return ("LLaVA-1.5's training scripts (`--vision_tower`; they train the projector and LLM for its "
-                f"{(image_size // patch_size) ** 2} image tokens of width {hidden_size}); not an existing LLaVA-1.5 checkpoint "
+                f"{tokens} image tokens of width {hidden_size}); not an existing LLaVA-1.5 or LLaVA-NeXT checkpoint "
                 "without retraining")
+    if family == "siglip" and (hidden_size, image_size, patch_size) == (1152, 384, 14):
+        return ("an existing LLaVA-OneVision checkpoint (`genhancer llava swap`: its SigLIP so400m/14 @384 shape, 729 tokens "
+                "per tile), and the LLaVA-1.5 architecture with a freshly trained projector (GenHancer's `llava:` phase); not "
+                "the original LLaVA-1.5 repository, which builds a CLIPVisionModel")
     return (f"the LLaVA-1.5 architecture with a freshly trained projector (GenHancer's `llava:` phase); not the original "
-            f"LLaVA-1.5 repository, which builds a CLIPVisionModel (a {family} tower does not fit it)")
+            f"LLaVA-1.5 repository, which builds a CLIPVisionModel (a {family} tower does not fit it), nor an existing "
+            "LLaVA-1.5, -NeXT or -OneVision checkpoint without retraining")
 
 
 def _model_index(name: str, evaluations: dict[str, Any]) -> list[dict[str, Any]]:
