@@ -312,6 +312,7 @@ class VisionTower:
     image_processor: Any
     has_class_token: bool
     family: str = ""  #: e.g. "clip", "siglip": for messages and model cards
+    register_tokens: int = 0  #: tokens after the class token and before the patches (DINOv3's registers)
 
 
 class DownstreamPhase(ABC):

@@ -99,6 +99,7 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
     from .build import build_llava, load_llava
     from .data import LlavaDataset
     from .scoring import LikelihoodScorer
+    from .tower import image_tokens
     from .train import train_phase
 
     summary: dict[str, Any] = {"towers": {}, "eval": {}}
@@ -114,15 +115,14 @@ def run_llava(settings: Any, towers: dict[str, str], output_dir: Path, evaluator
         else:
             torch.manual_seed(seed)
             model, processor = build_llava(tower, settings, plugins)
-        vision = model.config.vision_config
-        image_tokens = (vision.image_size // vision.patch_size) ** 2
+        tokens_per_image = image_tokens(processor, model.config.vision_config)
         phase_summaries = {}
         for name, phase in phases:
             if name in done:
                 phase_summaries[name] = json.loads((root / name / "final" / "phase.json").read_text())
                 continue
             log(f"llava ({label} tower): {name} phase")
-            dataset = LlavaDataset(phase.data, phase.image_folder, processor, model.config.image_token_index, image_tokens,
+            dataset = LlavaDataset(phase.data, phase.image_folder, processor, model.config.image_token_index, tokens_per_image,
                                    settings.max_length)
             if dataset.skipped:
                 log(f"llava ({label} tower): {name}: skipped records {dict(dataset.skipped)}")

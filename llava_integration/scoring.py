@@ -19,6 +19,7 @@ from genhancer_plugins import to_rgb
 
 from .conversation import IMAGE, SYSTEM, prompt_ids
 from .data import pad_to_square
+from .tower import image_tokens
 
 
 class LikelihoodScorer:
@@ -33,8 +34,8 @@ class LikelihoodScorer:
         self.device = torch.device(device)
         self.family = family_of(model.config)
         self.image_id = model.config.image_token_index
-        vision = model.config.vision_config
-        self.image_tokens = (vision.image_size // vision.patch_size) ** 2  # LLaVA-1.5's fixed count per image
+        if not self.family.tiles_images:
+            self.image_tokens = image_tokens(processor, model.config.vision_config)  # LLaVA-1.5's fixed count per image
 
     def _prompt(self, image: Image.Image | None, question: str) -> tuple[list[int], dict[str, Tensor], str]:
         """The prompt's token ids with every image token in place, the image inputs for one

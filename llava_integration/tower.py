@@ -46,8 +46,27 @@ def load_tower(source: str | Path, plugins: Any) -> Any:
 
 def feature_strategy(tower: Any) -> tuple[str, int]:
     """LLaVA's ``vision_feature_select_strategy`` and its ``num_additional_image_tokens``:
-    a leading class token is dropped ("default"); a tower without one keeps every token ("full")."""
-    return ("default", 1) if tower.has_class_token else ("full", 0)
+    a leading class token is dropped ("default"); a tower without one keeps every token ("full").
+    Register tokens (DINOv3) stay: LLaVA drops at most the first token, so they reach the
+    projector as image tokens, and the count says so."""
+    if tower.has_class_token:
+        return "default", 1 + tower.register_tokens
+    return "full", tower.register_tokens
+
+
+def image_tokens(processor: Any, vision_config: Any) -> int:
+    """Image tokens per ``<image>`` of a LLaVA-1.5 processor, counted as ``LlavaProcessor`` counts
+    them, on the pixel size its image processor really gives (a DINOv2 processor crops 224 px
+    where the config's position table says 518). A processor saved without ``patch_size``
+    (early llava-hf files) counts the config's patch grid, as LLaVA-1.5 did."""
+    from PIL import Image
+
+    if getattr(processor, "patch_size", None) is None:
+        return (int(vision_config.image_size) // int(vision_config.patch_size)) ** 2
+    pixels = processor.image_processor(images=[Image.new("RGB", (64, 64))], return_tensors="pt")["pixel_values"]
+    height, width = pixels.shape[-2:]
+    count = (height // processor.patch_size) * (width // processor.patch_size) + (processor.num_additional_image_tokens or 0)
+    return count - 1 if processor.vision_feature_select_strategy == "default" else count
 
 
 def check_compatible(llava_config: Any, new: TowerShape) -> None:
