@@ -223,8 +223,8 @@ def test_one_plugin_can_be_disabled_by_flag_or_environment(tmp_path):
     recipe = write_recipe(tmp_path, {**TINY, "llava": {"language_model": "x"}})
     result = genhancer("--disable-plugin", "llava", "validate", str(recipe))
     assert result.returncode == 2 and "llava: unknown field" in result.stderr
-    assert "LLaVA-1.5 utilities" in genhancer("--help").stdout  # the plugin's command...
-    assert "LLaVA-1.5 utilities" not in genhancer("--disable-plugin", "llava", "--help").stdout  # ...leaves with it
+    assert "LLaVA-1.5, -NeXT and -OneVision utilities" in genhancer("--help").stdout  # the plugin's command...
+    assert "-OneVision utilities" not in genhancer("--disable-plugin", "llava", "--help").stdout  # ...leaves with it
 
 
 def _abstract_contracts():
