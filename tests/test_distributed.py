@@ -75,8 +75,10 @@ def test_fsdp_trains_checkpoints_resumes_and_exports_the_encoder_ddp_does(tmp_pa
 
 
 def test_a_rehearsal_runs_under_torchrun_with_fsdp(tmp_path):
-    """Two processes sharding the trained parts: the rehearsal's interruption and resume, the export, once."""
-    recipe = write_recipe(tmp_path, {**TINY, "train": {**TINY["train"], "sharding": "fsdp"}})
+    """Two processes sharding the trained parts: the rehearsal's interruption and resume, the export, once;
+    in bf16 as the paper recipes train (a sharded model is not prepared by accelerate, so its forward
+    needs the recipe's autocast: without it stage 1's frozen bf16 encoder met fp32 inputs at real width)."""
+    recipe = write_recipe(tmp_path, {**TINY, "train": {**TINY["train"], "sharding": "fsdp", "mixed_precision": "bf16"}})
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "genhancer_plugins.cli", "rehearse", str(recipe), "-o", str(tmp_path / "out"), "--json"]

@@ -15,6 +15,7 @@ through the lifecycle hooks like any plugin.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -332,11 +333,13 @@ class StageTrainer:
                         group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step, total,
                                                     self.settings.lr_decay)
                     images = batch["pixel_values"].to(acc.device, non_blocking=True)
+                    frozen = {}
                     if ctx.cache is not None:
                         frozen = cached_inputs(ctx.cache, ctx.model, batch, images, self._cache_encoder, acc.autocast)
+                    # accelerate's prepare() puts a DDP model's forward under the recipe's autocast; a sharded
+                    # model is not prepared, so its forward takes the same autocast here
+                    with acc.autocast() if ctx.sharded else contextlib.nullcontext():
                         loss = model(images, **frozen)
-                    else:
-                        loss = model(images)
                     acc.backward(loss)
                     nonfinite = nonfinite + (~torch.isfinite(loss.detach())).float()
                     if acc.sync_gradients and self.settings.max_grad_norm:
