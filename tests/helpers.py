@@ -90,3 +90,17 @@ def train_and_score_mmvp(tmp_path: Path, encoder: dict[str, Any], **sections: An
     assert 0 <= summary["eval"]["mmvp_vlm"]["enhanced"]["average"] <= 100
     return summary
 
+
+
+def write_colour_questions(folder: Path, size: tuple[int, int] = (12, 12)) -> tuple[Path, list[dict[str, Any]]]:
+    """A red and a blue image and a `multiple_choice` JSONL asking each one's colour; the file and its items."""
+    import json
+
+    from PIL import Image
+
+    for colour, name in (((255, 0, 0), "red"), ((0, 0, 255), "blue")):
+        Image.new("RGB", size, colour).save(folder / f"{name}.png")
+    items = [{"image": f"{name}.png", "question": "What colour is it ?", "options": ["red", "blue", "green"], "answer": name}
+             for name in ("red", "blue")]
+    (folder / "mc.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    return folder / "mc.jsonl", items

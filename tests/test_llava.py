@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, run_recipe, tiny_encoder_config, write_recipe
+from helpers import TINY, run_recipe, tiny_encoder_config, write_colour_questions, write_recipe
 from PIL import Image
 
 from genhancer_plugins import load_plugins
@@ -223,14 +223,10 @@ def test_cli_swaps_a_tower_then_scores_both_checkpoints(tmp_path, tiny_llava, ca
     assert main(["llava", "swap", "--llava", str(tmp_path / "llava"), "--tower", str(tower), "-o", str(tmp_path / "swapped")]) == 2
     assert "is not empty" in capsys.readouterr().err  # nothing already written is replaced
 
-    for colour, name in (((255, 0, 0), "red"), ((0, 0, 255), "blue")):
-        Image.new("RGB", (12, 12), colour).save(tmp_path / f"{name}.png")
-    items = [{"image": f"{name}.png", "question": "What colour is it ?", "options": ["red", "blue", "green"], "answer": name}
-             for name in ("red", "blue")]
-    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    questions, items = write_colour_questions(tmp_path)
     out = tmp_path / "scores"
     code = main(["llava", "eval", "multiple_choice", "-m", str(tmp_path / "llava"), "-m", str(tmp_path / "swapped"),
-                 "--label", "original", "--label", "swapped", "-p", f"file={tmp_path / 'mc.jsonl'}", "-o", str(out), "--device", "cpu"])
+                 "--label", "original", "--label", "swapped", "-p", f"file={questions}", "-o", str(out), "--device", "cpu"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "original" in printed and "swapped" in printed and "difference" in printed

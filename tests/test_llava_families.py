@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_encoder_config
+from helpers import tiny_encoder_config, write_colour_questions
 from PIL import Image
 
 from genhancer_plugins import load_plugins
@@ -119,14 +119,10 @@ def test_swap_then_eval_on_a_tiling_family(mllm, tmp_path, capsys):
     if family == "llava_onevision":  # the checkpoint's chat template frames the question
         assert processor.tokenizer.decode(prompt).rstrip().endswith("assistant")
 
-    for colour, name in (((255, 0, 0), "red"), ((0, 0, 255), "blue")):
-        Image.new("RGB", (40, 20), colour).save(tmp_path / f"{name}.png")
-    items = [{"image": f"{name}.png", "question": "What colour is it ?", "options": ["red", "blue", "green"], "answer": name}
-             for name in ("red", "blue")]
-    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    questions, _ = write_colour_questions(tmp_path, (40, 20))
     out = tmp_path / "scores"
     code = main(["llava", "eval", "multiple_choice", "-m", str(source), "-m", str(swapped), "--label", "original",
-                 "--label", "swapped", "-p", f"file={tmp_path / 'mc.jsonl'}", "-o", str(out), "--device", "cpu"])
+                 "--label", "swapped", "-p", f"file={questions}", "-o", str(out), "--device", "cpu"])
     assert code == 0 and "difference" in capsys.readouterr().out
     assert set(json.loads((out / "summary.json").read_text())["models"]) == {"original", "swapped"}
 

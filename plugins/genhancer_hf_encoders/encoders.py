@@ -85,9 +85,7 @@ class HFVisionEncoder(Encoder):
     @property
     def prefix_tokens(self) -> int:
         """Tokens before the patches: the class token (CLIP, DINO) and register tokens (DINOv3)."""
-        vision_config = getattr(self.model.config, "vision_config", self.model.config)
-        registers = int(getattr(vision_config, self.family.register_tokens_field, 0) or 0) if self.family.register_tokens_field else 0
-        return int(self.family.has_class_token) + registers
+        return int(self.family.has_class_token) + self.family.register_tokens(self.model.config)
 
     def vision_parameters(self) -> list[nn.Parameter]:
         params = list(self.vision_trunk.parameters())

@@ -32,6 +32,12 @@ class Family:
     #: transformers implements the checkpoint's processor for torchvision only (DINOv3); None: the checkpoint's
     processor_settings: tuple[tuple[str, Any], ...] | None = None
 
+    def register_tokens(self, config: Any) -> int:
+        """Register tokens of a checkpoint's (vision) config: 0 for families without them."""
+        if not self.register_tokens_field:
+            return 0
+        return int(getattr(getattr(config, "vision_config", config), self.register_tokens_field, 0) or 0)
+
     def size_dict(self, image_size: int) -> dict[str, dict[str, int]]:
         if self.resize == "shortest_edge":
             return {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}

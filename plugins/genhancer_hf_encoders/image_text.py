@@ -119,7 +119,5 @@ def load_vision_tower(source: str) -> Any:
         return None  # another plugin may load it
     quiet_loading()
     model = transformers_class(family.vision_models[-1]).from_pretrained(source)
-    vision = getattr(config, "vision_config", config)
-    registers = int(getattr(vision, family.register_tokens_field, 0) or 0) if family.register_tokens_field else 0
     return VisionTower(model, image_processor_for(family, config, str(source)), has_class_token=family.has_class_token,
-                       family=family.name, register_tokens=registers)
+                       family=family.name, register_tokens=family.register_tokens(config))
