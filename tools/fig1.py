@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mini_page import label, stats, verdict
 
@@ -33,25 +33,17 @@ HELD_OUT_SEED = 987_654  #: the scenes reconstruction quality is measured on: a 
 FIG1_EXPERIMENTS = sorted({name for _, points in AXES.values() for name in points} | {DIVA} - {"main"})
 
 
-def pretraining_overrides(name: str, recipes: Path, runs: Path, overrides: list[str], log: Callable[[str], None]) -> list[str]:
-    """For an experiment in :data:`PRETRAINED`: train its network once (kept like every run), and the override
-    that starts the experiment from it. Other experiments: nothing."""
+def pretraining_of(name: str, runs: Path) -> tuple[str, Path] | None:
+    """For an experiment in :data:`PRETRAINED`: (the pretraining recipe, its run, trained once at
+    :data:`PRETRAINING_SEED` and kept like every run). Other experiments: None."""
     if name not in PRETRAINED:
-        return []
-    from genhancer_plugins.recipe.schema import load_recipe
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.training.engine import Run
+        return None
+    return PRETRAINED[name], runs / PRETRAINED[name] / f"seed{PRETRAINING_SEED}"
 
-    pretraining = PRETRAINED[name]
-    out = runs / pretraining / f"seed{PRETRAINING_SEED}"
-    summary = out / "run.json"
-    if not (summary.is_file() and json.loads(summary.read_text()).get("completed")):
-        log(f"{pretraining}: pretraining the network {name} starts from (once, seed {PRETRAINING_SEED})")
-        manager = load_plugins()
-        loaded = load_recipe(recipes / "experiments" / f"{pretraining}.yaml",
-                             [f"train.seed={PRETRAINING_SEED}", "eval=[]", *[o for o in overrides if not o.startswith("llava.")]], manager)
-        Run(loaded, manager, out, overwrite=True, show_progress=False).execute()
-    return [f"denoiser.params.source={out / 'stage1' / 'final' / 'denoiser'}"]
+
+def pretrained_override(pretraining_run: Path) -> str:
+    """The override that starts an experiment from its pretraining run's network."""
+    return f"denoiser.params.source={pretraining_run / 'stage1' / 'final' / 'denoiser'}"
 
 
 def reconstruction_quality(run_dir: Path, images: int = 32, steps: int = 20) -> dict[str, float]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fig1 import FIG1_EXPERIMENTS, fig1_section, pretraining_overrides, reconstruction_quality  # noqa: E402
+from fig1 import FIG1_EXPERIMENTS, PRETRAINING_SEED, fig1_section, pretrained_override, pretraining_of, reconstruction_quality  # noqa: E402
 from mini_page import SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats, sweep_reading, twin_section, verdict  # noqa: E402
 
 EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune",
@@ -33,6 +33,10 @@ EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "times
 #: same seed (``stage2.init_from``) instead of training an identical stage 1 again: a third less time, and their
 #: comparison with main differs in stage 2 alone.
 STAGE2_ONLY = {"full_finetune"}
+#: Experiments whose stage 1 is main's cut short (Fig. 1's stage-1 length axis): with a constant learning rate,
+#: no warm-up and per-step seeds, main's stage-1 checkpoint at their length is exactly their stage 1, so they
+#: start stage 2 from it (main keeps those checkpoints) instead of training it again.
+STAGE1_PREFIX = {"stage1_100", "stage1_200"}
 #: A second tower for the MLLM twin, one that moves far more than main's (and loses global semantics): does the
 #: MLLM follow a large change of the tower where it cannot resolve main's small one?
 TWIN_CONTROL = "lr_5e-03"
@@ -60,33 +64,135 @@ CLAIMS = [
 ]
 
 
-def run_experiments(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
-                    log: Callable[[str], None], sweep: dict[str, list[str]] | None = None) -> dict[str, dict[int, Path]]:
-    """Every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every seed."""
+@dataclass
+class Job:
+    """One training run of the reproduction; it starts once every run in ``after`` has finished."""
+
+    label: str
+    recipe: Path
+    sets: list[str]
+    out: Path
+    after: tuple[Path, ...] = ()
+    #: main's run whose stage-1 checkpoint at this recipe's stage-1 length starts its stage 2 (see STAGE1_PREFIX);
+    #: resolved when the job starts, because the checkpoint exists only once main has run
+    prefix_of: Path | None = None
+
+
+def finished(out: Path) -> bool:
+    summary = out / "run.json"
+    return summary.is_file() and bool(json.loads(summary.read_text()).get("completed"))
+
+
+def train_job(recipe: Path, sets: list[str], out: Path) -> float:
+    """Train one run (in this process or a worker's); its wall time in seconds."""
     from genhancer_plugins.recipe.schema import load_recipe
     from genhancer_plugins.registry.manager import load_plugins
     from genhancer_plugins.training.engine import Run
 
+    start = time.perf_counter()
     manager = load_plugins()
-    done: dict[str, dict[int, Path]] = {}
+    Run(load_recipe(recipe, sets, manager), manager, out, overwrite=True, show_progress=False).execute()
+    return time.perf_counter() - start
+
+
+def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
+                    sweep: dict[str, list[str]] | None = None) -> tuple[list[Job], dict[str, dict[int, Path]]]:
+    """The jobs of every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every
+    seed, pretrainings first; and where each experiment's runs go."""
+    trained = [o for o in overrides if not o.startswith("llava.")]
+    jobs: list[Job] = []
+    runs_of: dict[str, dict[int, Path]] = {}
     specs = [(name, name, []) for name in experiments] + [(name, "main", sets) for name, sets in (sweep or {}).items()]
     for name, recipe_name, sets in specs:
         shares_stage1 = name != "main" and "main" in experiments and (name in STAGE2_ONLY or recipe_name == "main")
-        sets = [*sets, *pretraining_overrides(name, recipes, runs, overrides, log)]
+        prefix = name in STAGE1_PREFIX and "main" in experiments
+        after: tuple[Path, ...] = ()
+        pretraining = pretraining_of(name, runs)
+        if pretraining is not None:
+            pretraining_name, pretraining_run = pretraining
+            if all(job.out != pretraining_run for job in jobs):
+                jobs.insert(0, Job(f"{pretraining_name} (the network {name} starts from; once, seed {PRETRAINING_SEED})",
+                                   recipes / "experiments" / f"{pretraining_name}.yaml",
+                                   [f"train.seed={PRETRAINING_SEED}", "eval=[]", *trained], pretraining_run))
+            sets, after = [*sets, pretrained_override(pretraining_run)], (pretraining_run,)
         for seed in seeds:
-            reuse = ["stage1.enabled=false", f"stage2.init_from={runs / 'main' / f'seed{seed}'}"] if shares_stage1 else []
+            main_run = runs / "main" / f"seed{seed}"
+            reuse = ["stage1.enabled=false", f"stage2.init_from={main_run}"] if shares_stage1 else []
             out = runs / name / f"seed{seed}"
-            summary = out / "run.json"
-            if summary.is_file() and json.loads(summary.read_text()).get("completed"):
-                log(f"{name} seed {seed}: finished earlier, kept")
-            else:
-                start = time.perf_counter()
-                loaded = load_recipe(recipes / "experiments" / f"{recipe_name}.yaml",
-                                     [f"train.seed={seed}", "eval=[]", *sets, *reuse, *[o for o in overrides if not o.startswith("llava.")]], manager)
-                Run(loaded, manager, out, overwrite=True, show_progress=False).execute()
-                log(f"{name} seed {seed}: trained in {time.perf_counter() - start:.0f} s")
-            done.setdefault(name, {})[seed] = out
-    return done
+            jobs.append(Job(f"{name} seed {seed}", recipes / "experiments" / f"{recipe_name}.yaml",
+                            [f"train.seed={seed}", "eval=[]", *sets, *reuse, *trained], out,
+                            after + ((main_run,) if shares_stage1 or prefix else ()), main_run if prefix else None))
+            runs_of.setdefault(name, {})[seed] = out
+    return jobs, runs_of
+
+
+def _main_stage1_prefix(job: Job, log: Callable[[str], None]) -> list[str]:
+    """The overrides that start the job's stage 2 from main's stage-1 checkpoint at the job's stage-1 length;
+    none (it trains its own stage 1) when main did not keep that checkpoint."""
+    from genhancer_plugins.recipe.schema import load_recipe
+
+    steps = load_recipe(job.recipe, job.sets).recipe.stage1.steps
+    weights = job.prefix_of / "stage1" / "checkpoints" / f"checkpoint-{steps}" / "model.safetensors"
+    if not weights.is_file():
+        log(f"{job.label}: main kept no stage-1 checkpoint at step {steps} ({weights}); training its stage 1")
+        return []
+    return ["stage1.enabled=false", f"stage2.init_from={weights}"]
+
+
+def _pretrain_original(job: Job, log: Callable[[str], None]) -> None:
+    """Train (or find cached) the original encoder the experiments start from, before any worker starts."""
+    from genhancer_plugins.recipe.build import cache_root, resolve_pretrainer
+    from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+
+    manager = load_plugins()
+    loaded = load_recipe(job.recipe, job.sets, manager)
+    pretrainer = resolve_pretrainer(loaded, manager)
+    if pretrainer is not None:
+        pretrainer.build(seed=loaded.recipe.train.seed).encoder_params(cache_root(), log)
+
+
+def run_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> int:
+    """Every unfinished job, ``workers`` at a time (each worker a process with its share of the cores), in list
+    order as far as ``after`` allows; a failed job stops the reproduction once the running ones end.
+    Returns how many it trained."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    pending = []
+    for job in jobs:
+        if finished(job.out):
+            log(f"{job.label}: finished earlier, kept")
+        else:
+            pending.append(job)
+
+    def start(job: Job) -> list[str]:
+        log(f"{job.label}: training")
+        return job.sets + (_main_stage1_prefix(job, log) if job.prefix_of else [])
+
+    if workers <= 1:
+        for job in pending:  # the list is in dependency order
+            log(f"{job.label}: trained in {train_job(job.recipe, start(job), job.out):.0f} s")
+        return len(pending)
+    trained = len(pending)
+    # spawn, not fork: a forked child of a process that has run torch's thread pools can hang
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        running: dict[Any, Job] = {}
+        while pending or running:
+            for job in [j for j in pending if all(finished(a) for a in j.after)][: workers - len(running)]:
+                pending.remove(job)
+                running[pool.submit(train_job, job.recipe, start(job), job.out)] = job
+            if not running:
+                raise RuntimeError(f"{pending[0].label}: waits for {', '.join(str(a) for a in pending[0].after if not finished(a))}, "
+                                   "which did not finish")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    log(f"{job.label}: trained in {future.result():.0f} s")
+                except Exception as exc:
+                    raise RuntimeError(f"{job.label} failed ({job.out}): {exc}") from exc
+    return trained
 
 
 def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, float]:
@@ -107,34 +213,31 @@ def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, 
     return result.metrics
 
 
-def run_twin(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str], log: Callable[[str], None],
-             images: int = 400, eval_pairs: int = 10, tower: str = "main") -> dict[int, dict[str, Any]]:
+def twin_jobs(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str],
+              images: int = 400, eval_pairs: int = 10, tower: str = "main") -> list[Job]:
     """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored."""
     from genhancer_miniature.twin import write_twin_data
-
-    from genhancer_plugins.recipe.schema import load_recipe
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.training.engine import Run
 
     data = runs / "twin-data"
     if not (data / "eval.jsonl").is_file():
         write_twin_data(data, images, eval_pairs)
-    results = {}
+    jobs = []
     for seed in seeds:
-        out = runs / ("twin" if tower == "main" else f"twin-{tower}") / f"seed{seed}"
-        summary = out / "run.json"
-        if not (summary.is_file() and json.loads(summary.read_text()).get("completed")):
-            start = time.perf_counter()
-            sets = [f"train.seed={seed}", "stage1.enabled=false", "stage2.enabled=false", "eval=[]",
-                    f"llava.tower={runs / tower / f'seed{seed}' / 'export'}", f"llava.original_tower={source}",
-                    f"llava.tokenizer_corpus=[{data / 'corpus.txt'}]", f"llava.pretrain.data={data / 'pretrain.json'}",
-                    f"llava.finetune.data={data / 'finetune.json'}", f"llava.eval.0.params.file={data / 'eval.jsonl'}",
-                    *[o for o in overrides if o.startswith("llava.")]]
-            loaded = load_recipe(recipes / "llava_tiny.yaml", sets)
-            Run(loaded, load_plugins(), out, overwrite=True, show_progress=False).execute()
-            log(f"twin ({tower}'s tower) seed {seed}: trained in {time.perf_counter() - start:.0f} s")
-        results[seed] = json.loads(summary.read_text())["llava"]["eval"]["multiple_choice"]
-    return results
+        sets = [f"train.seed={seed}", "stage1.enabled=false", "stage2.enabled=false", "eval=[]",
+                f"llava.tower={runs / tower / f'seed{seed}' / 'export'}", f"llava.original_tower={source}",
+                f"llava.tokenizer_corpus=[{data / 'corpus.txt'}]", f"llava.pretrain.data={data / 'pretrain.json'}",
+                f"llava.finetune.data={data / 'finetune.json'}", f"llava.eval.0.params.file={data / 'eval.jsonl'}",
+                *[o for o in overrides if o.startswith("llava.")]]
+        jobs.append(Job(f"twin ({tower}'s tower) seed {seed}", recipes / "llava_tiny.yaml", sets, twin_run(runs, tower, seed)))
+    return jobs
+
+
+def twin_run(runs: Path, tower: str, seed: int) -> Path:
+    return runs / ("twin" if tower == "main" else f"twin-{tower}") / f"seed{seed}"
+
+
+def twin_results(runs: Path, seeds: list[int], tower: str = "main") -> dict[int, dict[str, Any]]:
+    return {seed: json.loads((twin_run(runs, tower, seed) / "run.json").read_text())["llava"]["eval"]["multiple_choice"] for seed in seeds}
 
 
 def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[str, dict[int, dict[str, float]]],
@@ -301,19 +404,18 @@ def _describe(section: dict[str, Any]) -> str:
     return ", ".join(f"{key} {json.dumps(value) if isinstance(value, (dict, list)) else value}" for key, value in section.items()) or "defaults"
 
 
-def _timing(runs: Path, source: str, invocation_s: float) -> str:
-    """What every piece recorded: pretraining, each run, each probe (finished pieces are reused across invocations)."""
+def _timing(runs: Path, source: str, invocation_s: float, trained: int, total: int, jobs: int) -> str:
+    """What every piece recorded (pretraining, each run, each probe), and this invocation's wall time."""
     pretrain = json.loads((Path(source) / "pretrain.json").read_text()).get("wall_time_s", 0.0) if (Path(source) / "pretrain.json").is_file() else 0.0
     run_times = [json.loads(p.read_text()).get("wall_time_s", 0.0) for p in runs.glob("*/seed*/run.json")]
     probe_times = [json.loads(p.read_text()).get("wall_time_s") for p in [runs / "original_probe.json", *runs.glob("*/seed*/probe.json")] if p.is_file()]
     timed = [t for t in probe_times if t is not None]
-    text = (f"pretraining {pretrain / 60:.1f} min (once per machine, cached), {len(run_times)} runs {sum(run_times) / 60:.1f} min in all "
-            f"({min(run_times, default=0):.0f}-{max(run_times, default=0):.0f} s each)")
+    text = (f"pretraining {pretrain / 60:.1f} min (once per machine, cached), {len(run_times)} runs {sum(run_times) / 60:.1f} min of "
+            f"run time in all ({min(run_times, default=0):.0f}-{max(run_times, default=0):.0f} s each, {jobs} at a time)")
     if timed:
         text += f", probes {sum(timed) / 60:.1f} min" + ("" if len(timed) == len(probe_times) else f" ({len(timed)} of {len(probe_times)} timed)")
-    total = pretrain + sum(run_times) + sum(timed)
-    return text + (f"; from scratch, the command takes the sum of these pieces, {total / 60:.1f} min; this invocation "
-                   f"{invocation_s / 60:.1f} min (finished pieces are reused).")
+    scope = "from scratch" if trained == total else f"{trained} of {total} runs trained, the rest reused"
+    return text + f"; this invocation took {invocation_s / 60:.1f} min of wall time ({scope})."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,9 +433,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="trade-off points (main with one stage-2 setting changed); none: --sweep with no name")
     parser.add_argument("--twin-images", type=int, default=400, help="training scenes of the MLLM twin")
     parser.add_argument("--twin-pairs", type=int, default=10, help="question pairs per attribute in the twin's evaluation")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="runs trained at once, each in its own process with its share of the cores (default: 2 where "
+                             "there are 2 cores: two one-thread runs finish about 1.2x sooner than one after the other)")
     args = parser.parse_args(argv)
     from genhancer_plugins.recipe.build import cache_root
     from genhancer_plugins.recipe.schema import parse_override
+    from genhancer_plugins.util.threads import usable_cores
+
+    args.jobs = args.jobs or min(2, usable_cores())
 
     start = time.perf_counter()
     runs, doc = Path(args.runs), Path(args.doc)
@@ -343,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     recipes = Path(args.recipes)
     if not (recipes / "experiments").is_dir():
         parser.error(f"--recipes {recipes}: no experiments/ folder there (run from the checkout, or point at its recipes/)")
-    done = run_experiments(recipes, runs, args.seeds, args.overrides, args.experiments, log,
-                           {name: SWEEP[name] for name in args.sweep} if "main" in args.experiments else {})
+    jobs, done = experiment_jobs(recipes, runs, args.seeds, args.overrides, args.experiments,
+                                 {name: SWEEP[name] for name in args.sweep} if "main" in args.experiments else {})
+    if args.jobs > 1 and not all(finished(job.out) for job in jobs):
+        _pretrain_original(jobs[-1], log)  # once, here: the workers would wait for one another's
+    trained, total = run_jobs(jobs, args.jobs, log), len(jobs)
     probe_params: dict[str, Any] = {"coarse_head": "auto"}
     for text in args.probe:
         keys, value = parse_override(text)
@@ -362,10 +473,13 @@ def main(argv: list[str] | None = None) -> int:
             quality.setdefault(name, {})[seed] = reconstruction_quality(out)
     twin = control = None
     if not args.no_twin and "main" in done:
-        twin = run_twin(recipes, runs, args.seeds, source, args.overrides, log, args.twin_images, args.twin_pairs)
+        towers = ["main", *([TWIN_CONTROL] if TWIN_CONTROL in done else [])]
+        twins = [job for tower in towers for job in twin_jobs(recipes, runs, args.seeds, source, args.overrides, args.twin_images,
+                                                               args.twin_pairs, tower)]
+        trained, total = trained + run_jobs(twins, args.jobs, log), total + len(twins)
+        twin = twin_results(runs, args.seeds)
         if TWIN_CONTROL in done:
-            control = TWIN_CONTROL, run_twin(recipes, runs, args.seeds, source, args.overrides, log, args.twin_images,
-                                             args.twin_pairs, TWIN_CONTROL)
+            control = TWIN_CONTROL, twin_results(runs, args.seeds, TWIN_CONTROL)
     recipe = json.loads((any_run / "run.json").read_text())["resolved_recipe"]
     settings = {
         "pretrain": _describe(recipe.get("pretrain", {}).get("params", {})) + f"; cached in {cache_root()}",
@@ -377,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{probe_params.get('test_images', 1000)} test scenes, {probe_params.get('pairs', 200)} pairs per attribute "
                   "(a pair counts when the probe gets both images right), L2 1e-3; the shape probe and the pretraining's own "
                   "shape head (`coarse_zero_shot`) guard the global semantics."),
-        "timing": _timing(runs, source, time.perf_counter() - start),
+        "timing": _timing(runs, source, time.perf_counter() - start, trained, total, args.jobs),
         "machine": "2 CPU cores",
     }
     page = write_page(doc, runs, original, results, args.seeds, settings, twin, control, quality)
