@@ -158,6 +158,49 @@ def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime == stamp
 
 
+def _reproduce_module():
+    import importlib
+
+    _reproduce_driver()
+    return importlib.import_module("reproduce_mini")
+
+
+@pytest.mark.slow
+def test_main_stage1_checkpoint_equals_a_shorter_stage1(tmp_path, monkeypatch):
+    """What lets stage1_100/200 reuse main's stage 1: with a constant rate, no warm-up and per-step seeds,
+    the checkpoint at step k of a longer stage 1 is exactly a k-step stage 1."""
+    from safetensors.torch import load_file
+
+    from genhancer_plugins.recipe.schema import load_recipe
+    from genhancer_plugins.registry.manager import load_plugins
+    from genhancer_plugins.training.engine import Run
+
+    monkeypatch.setenv("GENHANCER_CACHE", str(tmp_path / "cache"))
+    manager = load_plugins()
+    common = ["stage2.enabled=false", "export.enabled=false", "eval=[]", "data.batch_size=4", "preview.images=0",
+              "pretrain.params.steps=3", "pretrain.params.image_size=32", "train.checkpoint_every=2", "train.keep_checkpoints=4"]
+    for steps in (4, 2):
+        loaded = load_recipe(ROOT / "recipes" / "experiments" / "main.yaml", [*common, f"stage1.steps={steps}"], manager)
+        Run(loaded, manager, tmp_path / f"steps{steps}", show_progress=False).execute()
+    longer = load_file(tmp_path / "steps4" / "stage1" / "checkpoints" / "checkpoint-2" / "model.safetensors")
+    shorter = load_file(tmp_path / "steps2" / "stage1" / "final" / "model.safetensors")
+    assert longer.keys() == shorter.keys() and all(torch.equal(longer[k], shorter[k]) for k in longer)
+    assert not all(torch.equal(longer[k], v) for k, v in load_file(tmp_path / "steps4" / "stage1" / "final" / "model.safetensors").items())
+
+
+def test_reproduce_mini_names_a_failed_run_and_waits_for_what_a_run_needs(tmp_path):
+    module = _reproduce_module()
+    # an experiment named twice (say, in the paper's list and on a Fig. 1 axis) is one run per seed, not two
+    jobs, _ = module.experiment_jobs(ROOT / "recipes", tmp_path, [1, 2], [], [*module.EXPERIMENTS, "main"], module.SWEEP)
+    assert len({job.out for job in jobs}) == len(jobs) == 2 * (len(set(module.EXPERIMENTS)) + len(module.SWEEP)) + 2
+    broken = module.Job("broken seed 1", tmp_path / "missing.yaml", [], tmp_path / "broken")
+    with pytest.raises(RuntimeError, match="broken seed 1 failed"):
+        module.run_jobs([broken], 2, lambda message: None)
+    waiting = module.Job("waiting seed 1", tmp_path / "missing.yaml", [], tmp_path / "waiting", after=(tmp_path / "never",))
+    with pytest.raises(RuntimeError, match="waiting seed 1: waits for"):
+        module.run_jobs([waiting], 2, lambda message: None)
+
+
 @pytest.mark.slow
 def test_reproduce_mini_draws_fig1_with_a_pretrained_denoiser_and_a_diva_style_arm(tmp_path, monkeypatch):
     main = _reproduce_driver()
@@ -169,7 +212,7 @@ def test_reproduce_mini_draws_fig1_with_a_pretrained_denoiser_and_a_diva_style_a
             "--set", "stage1.steps=2", "--set", "stage2.steps=2", "--set", "pretrain.params.steps=3",
             "--set", "pretrain.params.image_size=32", "--set", "data.batch_size=4", "--set", "preview.images=0",
             "--probe", "train_images=30", "--probe", "test_images=20", "--probe", "pairs=5", "--no-twin", "--sweep",
-            "--seeds", "1", "2"]
+            "--seeds", "1", "2", "--jobs", "2"]
     assert main(args) == 0
     page = doc.read_text()
     section = page.split("## Better generation, better encoder? (the paper's Fig. 1)")[1].split("\n## ")[0]
@@ -186,5 +229,9 @@ def test_reproduce_mini_draws_fig1_with_a_pretrained_denoiser_and_a_diva_style_a
     for arm, pretraining in (("pretrained_denoiser", "denoiser_pretraining"), ("diva", "diva_pretraining")):
         recipe = json.loads((tmp_path / "runs" / arm / "seed1" / "run.json").read_text())["resolved_recipe"]
         assert recipe["denoiser"]["params"]["source"] == str(tmp_path / "runs" / pretraining / "seed100" / "stage1" / "final" / "denoiser")
+    # the stage-1 length axis starts stage 2 from main's stage-1 checkpoint at its length (here every stage 1 is 2 steps)
+    shorter = json.loads((tmp_path / "runs" / "stage1_100" / "seed2" / "run.json").read_text())["resolved_recipe"]
+    checkpoint = tmp_path / "runs" / "main" / "seed2" / "stage1" / "checkpoints" / "checkpoint-2" / "model.safetensors"
+    assert shorter["stage1"]["enabled"] is False and shorter["stage2"]["init_from"] == str(checkpoint)
     diva = json.loads((tmp_path / "runs" / "diva" / "seed1" / "run.json").read_text())["resolved_recipe"]
     assert diva["schedule"] == "end_to_end" and diva["stage2"]["optimizer"] == "sgd" and diva["denoiser"]["params"]["train_network"] is False

@@ -30,7 +30,7 @@ DIVA = "diva"
 PRETRAINED = {"pretrained_denoiser": "denoiser_pretraining", DIVA: "diva_pretraining"}
 PRETRAINING_SEED = 100
 HELD_OUT_SEED = 987_654  #: the scenes reconstruction quality is measured on: a seed no run trains on
-FIG1_EXPERIMENTS = sorted({name for _, points in AXES.values() for name in points} | {DIVA} - {"main"})
+FIG1_EXPERIMENTS = sorted(({name for _, points in AXES.values() for name in points} | {DIVA}) - {"main"})
 
 
 def pretraining_of(name: str, runs: Path) -> tuple[str, Path] | None:

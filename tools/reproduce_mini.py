@@ -21,14 +21,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fig1 import FIG1_EXPERIMENTS, PRETRAINING_SEED, fig1_section, pretrained_override, pretraining_of, reconstruction_quality  # noqa: E402
+from fig1 import FIG1_EXPERIMENTS, PRETRAINING_SEED, fig1_section, pretrained_override, pretraining_of  # noqa: E402
+from mini_jobs import Job, finished, measure_all, pretrain_original, run_jobs  # noqa: E402
 from mini_page import SWEEP, frontier_section, gain_and_drop, global_semantics_section, guard_verdict, stats, sweep_reading, twin_section, verdict  # noqa: E402
 
-EXPERIMENTS = ["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete", "full_finetune",
-               *FIG1_EXPERIMENTS]
+EXPERIMENTS = list(dict.fromkeys(["main", "local_tokens", "end_to_end", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "discrete",
+                                  "full_finetune", *FIG1_EXPERIMENTS]))
 #: Experiments that change stage 2 only. Like the sweep's points, they start stage 2 from main's stage 1 of the
 #: same seed (``stage2.init_from``) instead of training an identical stage 1 again: a third less time, and their
 #: comparison with main differs in stage 2 alone.
@@ -64,37 +65,6 @@ CLAIMS = [
 ]
 
 
-@dataclass
-class Job:
-    """One training run of the reproduction; it starts once every run in ``after`` has finished."""
-
-    label: str
-    recipe: Path
-    sets: list[str]
-    out: Path
-    after: tuple[Path, ...] = ()
-    #: main's run whose stage-1 checkpoint at this recipe's stage-1 length starts its stage 2 (see STAGE1_PREFIX);
-    #: resolved when the job starts, because the checkpoint exists only once main has run
-    prefix_of: Path | None = None
-
-
-def finished(out: Path) -> bool:
-    summary = out / "run.json"
-    return summary.is_file() and bool(json.loads(summary.read_text()).get("completed"))
-
-
-def train_job(recipe: Path, sets: list[str], out: Path) -> float:
-    """Train one run (in this process or a worker's); its wall time in seconds."""
-    from genhancer_plugins.recipe.schema import load_recipe
-    from genhancer_plugins.registry.manager import load_plugins
-    from genhancer_plugins.training.engine import Run
-
-    start = time.perf_counter()
-    manager = load_plugins()
-    Run(load_recipe(recipe, sets, manager), manager, out, overwrite=True, show_progress=False).execute()
-    return time.perf_counter() - start
-
-
 def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list[str], experiments: list[str],
                     sweep: dict[str, list[str]] | None = None) -> tuple[list[Job], dict[str, dict[int, Path]]]:
     """The jobs of every experiment (a recipe of ``experiments/``) and sweep point (main with overrides) for every
@@ -102,7 +72,7 @@ def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list
     trained = [o for o in overrides if not o.startswith("llava.")]
     jobs: list[Job] = []
     runs_of: dict[str, dict[int, Path]] = {}
-    specs = [(name, name, []) for name in experiments] + [(name, "main", sets) for name, sets in (sweep or {}).items()]
+    specs = [(name, name, []) for name in dict.fromkeys(experiments)] + [(name, "main", sets) for name, sets in (sweep or {}).items()]
     for name, recipe_name, sets in specs:
         shares_stage1 = name != "main" and "main" in experiments and (name in STAGE2_ONLY or recipe_name == "main")
         prefix = name in STAGE1_PREFIX and "main" in experiments
@@ -124,93 +94,6 @@ def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list
                             after + ((main_run,) if shares_stage1 or prefix else ()), main_run if prefix else None))
             runs_of.setdefault(name, {})[seed] = out
     return jobs, runs_of
-
-
-def _main_stage1_prefix(job: Job, log: Callable[[str], None]) -> list[str]:
-    """The overrides that start the job's stage 2 from main's stage-1 checkpoint at the job's stage-1 length;
-    none (it trains its own stage 1) when main did not keep that checkpoint."""
-    from genhancer_plugins.recipe.schema import load_recipe
-
-    steps = load_recipe(job.recipe, job.sets).recipe.stage1.steps
-    weights = job.prefix_of / "stage1" / "checkpoints" / f"checkpoint-{steps}" / "model.safetensors"
-    if not weights.is_file():
-        log(f"{job.label}: main kept no stage-1 checkpoint at step {steps} ({weights}); training its stage 1")
-        return []
-    return ["stage1.enabled=false", f"stage2.init_from={weights}"]
-
-
-def _pretrain_original(job: Job, log: Callable[[str], None]) -> None:
-    """Train (or find cached) the original encoder the experiments start from, before any worker starts."""
-    from genhancer_plugins.recipe.build import cache_root, resolve_pretrainer
-    from genhancer_plugins.recipe.schema import load_recipe
-    from genhancer_plugins.registry.manager import load_plugins
-
-    manager = load_plugins()
-    loaded = load_recipe(job.recipe, job.sets, manager)
-    pretrainer = resolve_pretrainer(loaded, manager)
-    if pretrainer is not None:
-        pretrainer.build(seed=loaded.recipe.train.seed).encoder_params(cache_root(), log)
-
-
-def run_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> int:
-    """Every unfinished job, ``workers`` at a time (each worker a process with its share of the cores), in list
-    order as far as ``after`` allows; a failed job stops the reproduction once the running ones end.
-    Returns how many it trained."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from multiprocessing import get_context
-
-    pending = []
-    for job in jobs:
-        if finished(job.out):
-            log(f"{job.label}: finished earlier, kept")
-        else:
-            pending.append(job)
-
-    def start(job: Job) -> list[str]:
-        log(f"{job.label}: training")
-        return job.sets + (_main_stage1_prefix(job, log) if job.prefix_of else [])
-
-    if workers <= 1:
-        for job in pending:  # the list is in dependency order
-            log(f"{job.label}: trained in {train_job(job.recipe, start(job), job.out):.0f} s")
-        return len(pending)
-    trained = len(pending)
-    # spawn, not fork: a forked child of a process that has run torch's thread pools can hang
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        running: dict[Any, Job] = {}
-        while pending or running:
-            for job in [j for j in pending if all(finished(a) for a in j.after)][: workers - len(running)]:
-                pending.remove(job)
-                running[pool.submit(train_job, job.recipe, start(job), job.out)] = job
-            if not running:
-                raise RuntimeError(f"{pending[0].label}: waits for {', '.join(str(a) for a in pending[0].after if not finished(a))}, "
-                                   "which did not finish")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                try:
-                    log(f"{job.label}: trained in {future.result():.0f} s")
-                except Exception as exc:
-                    raise RuntimeError(f"{job.label} failed ({job.out}): {exc}") from exc
-    return trained
-
-
-def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, float]:
-    """Probe metrics of one encoder, cached in ``target``."""
-    from genhancer_miniature.params import ProbeParams
-    from genhancer_miniature.probes import ShapesProbeEvaluator
-
-    from genhancer_plugins import load_image_text_model
-    from genhancer_plugins.registry.manager import load_plugins
-
-    if target.is_file():
-        return json.loads(target.read_text())["metrics"]
-    start = time.perf_counter()
-    evaluator = ShapesProbeEvaluator(ProbeParams(**probe_params))
-    result = evaluator.evaluate(load_image_text_model(load_plugins(), source))
-    target.write_text(json.dumps({"source": source, "metrics": result.metrics, "rows": result.rows,
-                                  "wall_time_s": round(time.perf_counter() - start, 1)}, indent=2))
-    return result.metrics
 
 
 def twin_jobs(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str],
@@ -415,7 +298,10 @@ def _timing(runs: Path, source: str, invocation_s: float, trained: int, total: i
     if timed:
         text += f", probes {sum(timed) / 60:.1f} min" + ("" if len(timed) == len(probe_times) else f" ({len(timed)} of {len(probe_times)} timed)")
     scope = "from scratch" if trained == total else f"{trained} of {total} runs trained, the rest reused"
-    return text + f"; this invocation took {invocation_s / 60:.1f} min of wall time ({scope})."
+    # the pieces ran `jobs` at a time, each with its share of the cores: their times over `jobs` is the wall time
+    estimate = pretrain + (sum(run_times) + sum(timed)) / jobs
+    return text + (f"; from scratch, about {estimate / 60:.0f} min of wall time (pretraining, then the pieces' times over {jobs} "
+                   f"workers); this invocation took {invocation_s / 60:.1f} min ({scope}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--twin-pairs", type=int, default=10, help="question pairs per attribute in the twin's evaluation")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs trained at once, each in its own process with its share of the cores (default: 2 where "
-                             "there are 2 cores: two one-thread runs finish about 1.2x sooner than one after the other)")
+                             "there are 2 cores: two one-thread runs do 1.3-1.4x the work of one two-thread run)")
     args = parser.parse_args(argv)
     from genhancer_plugins.recipe.build import cache_root
     from genhancer_plugins.recipe.schema import parse_override
@@ -454,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs, done = experiment_jobs(recipes, runs, args.seeds, args.overrides, args.experiments,
                                  {name: SWEEP[name] for name in args.sweep} if "main" in args.experiments else {})
     if args.jobs > 1 and not all(finished(job.out) for job in jobs):
-        _pretrain_original(jobs[-1], log)  # once, here: the workers would wait for one another's
+        pretrain_original(jobs[-1], log)  # once, here: the workers would wait for one another's
     trained, total = run_jobs(jobs, args.jobs, log), len(jobs)
     probe_params: dict[str, Any] = {"coarse_head": "auto"}
     for text in args.probe:
@@ -462,15 +348,16 @@ def main(argv: list[str] | None = None) -> int:
         probe_params[keys[0]] = value
     any_run = next(iter(done.values()))[args.seeds[0]]
     source = json.loads((any_run / "export" / "genhancer.json").read_text())["encoder"]["source"]
-    log(f"probing the original encoder ({source})")
-    original = probe(source, runs / "original_probe.json", probe_params)
+    measured = measure_all([("the original encoder", None, source, runs / "original_probe.json"),
+                            *((f"{name} seed {seed}", out, str(out / "export"), out / "probe.json")
+                              for name, per_seed in done.items() for seed, out in per_seed.items())], probe_params, args.jobs, log)
+    original = measured[0][0]
     results: dict[str, dict[int, dict[str, float]]] = {}
     quality: dict[str, dict[int, dict[str, float]]] = {}
+    pairs_ = iter(measured[1:])
     for name, per_seed in done.items():
-        for seed, out in per_seed.items():
-            log(f"probing {name} seed {seed}")
-            results.setdefault(name, {})[seed] = probe(str(out / "export"), out / "probe.json", probe_params)
-            quality.setdefault(name, {})[seed] = reconstruction_quality(out)
+        for seed in per_seed:
+            results.setdefault(name, {})[seed], quality.setdefault(name, {})[seed] = next(pairs_)
     twin = control = None
     if not args.no_twin and "main" in done:
         towers = ["main", *([TWIN_CONTROL] if TWIN_CONTROL in done else [])]
