@@ -123,17 +123,24 @@ def measure(run: Path | None, source: str, target: Path, probe_params: dict[str,
 
 def measure_all(items: list[tuple[str, Path | None, str, Path]], probe_params: dict[str, Any], workers: int,
                 log: Callable[[str], None]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
-    """:func:`measure` for each (label, run or None, encoder, probe file), ``workers`` at a time; in order."""
+    """:func:`measure` for each (label, run or None, encoder, probe file), ``workers`` at a time; in order.
+    A failure names the encoder."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    for label_, *_ in items:
-        log(f"probing {label_}")
+    log(f"probing {len(items)} encoders ({sum(not target.is_file() for *_, target in items)} not probed yet), {workers} at a time")
     if workers <= 1:
         return [measure(run, source, target, probe_params) for _, run, source, target in items]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(measure, run, source, target, probe_params) for _, run, source, target in items]
-        return [future.result() for future in futures]
+        futures = [(label_, pool.submit(measure, run, source, target, probe_params)) for label_, run, source, target in items]
+        return [_result(label_, future) for label_, future in futures]
+
+
+def _result(label_: str, future: Any) -> Any:
+    try:
+        return future.result()
+    except Exception as exc:
+        raise RuntimeError(f"probing {label_} failed: {exc}") from exc
 
 
 def probe(source: str, target: Path, probe_params: dict[str, Any]) -> dict[str, float]:
