@@ -126,7 +126,7 @@ def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
             "--set", "pretrain.params.image_size=32", "--set", "data.batch_size=4", "--set", "preview.sampling_steps=2",
             "--probe", "train_images=30", "--probe", "test_images=20", "--probe", "pairs=5",
             "--twin-images", "16", "--twin-pairs", "1", "--set", "llava.pretrain.max_steps=1", "--set", "llava.finetune.max_steps=1",
-            "--seeds", "1", "2", "--sweep", "lr_5e-05", "lr_5e-03", "anchor_1_at_5e-03"]
+            "--seeds", "1", "2", "--sweep", "lr_5e-05", "lr_5e-03", "anchor_0.1_at_5e-03"]
     assert main(args) == 0
     page = doc.read_text()
     assert "## Verdicts" in page and "CLS only beats CLS + local tokens" in page and "The discrete denoiser" in page
@@ -137,20 +137,23 @@ def test_reproduce_mini_machinery_end_to_end(tmp_path, monkeypatch):
     assert len(verdicts) == 6 and "## The MLLM twin" in page and set(verdicts) <= {"reproduced", "unclear", "not reproduced (the opposite holds)"}
     assert "GenHancer keeps global semantics" in page and "## Global semantics kept?" in page
     table3 = [line for line in page.split("## Global semantics kept?")[1].split("\n## ")[0].splitlines() if line.startswith("| ") and "**" in line]
-    assert {line.split(" | ")[0][2:] for line in table3} == {"main", "local_tokens", "discrete", "lr_5e-05", "lr_5e-03", "anchor_1_at_5e-03"}
+    assert {line.split(" | ")[0][2:] for line in table3} == {"main", "local_tokens", "discrete", "lr_5e-05", "lr_5e-03", "anchor_0.1_at_5e-03"}
     assert "## The trade-off a user picks from" in page and (doc.parent / "mini" / "frontier.png").is_file()
-    assert "| main (lr 5e-4) |" in page and "| anchor 1 (lr 5e-03) |" in page and "| lr 5e-05 |" in page
+    assert "| main (lr 5e-4) |" in page and "| anchor 0.1 (lr 5e-03) |" in page and "| lr 5e-05 |" in page
     # the twin per attribute, for main's tower and the control tower, beside the towers' probe changes
     twin = page.split("## The MLLM twin")[1].split("\n## ")[0]
     for row in ("| original |", "| enhanced |", "| MLLM change |", "| tower's probe change, main (lr 5e-4) |",
                 "| enhanced (lr 5e-03) |", "| MLLM change (lr 5e-03) |", "| tower's probe change, lr 5e-03 |"):
         assert row in twin, row
     assert "colour_accuracy" in twin and (tmp_path / "runs" / "twin-lr_5e-03" / "seed2" / "run.json").is_file()
+    # the control's twin trains only its enhanced tower's LLaVA; the original one is main's twin's, same seed
+    control = json.loads((tmp_path / "runs" / "twin-lr_5e-03" / "seed2" / "run.json").read_text())["llava"]
+    assert list(control["towers"]) == ["enhanced"] and set(control["eval"]["multiple_choice"]) == {"enhanced"}
     # sweep points start stage 2 from main's stage 1 of their seed instead of training it again
-    anchor = json.loads((tmp_path / "runs" / "anchor_1_at_5e-03" / "seed2" / "run.json").read_text())["resolved_recipe"]
+    anchor = json.loads((tmp_path / "runs" / "anchor_0.1_at_5e-03" / "seed2" / "run.json").read_text())["resolved_recipe"]
     assert anchor["stage1"]["enabled"] is False and anchor["stage2"]["init_from"] == str(tmp_path / "runs" / "main" / "seed2")
-    assert anchor["stage2"]["anchor"]["weight"] == 1.0 and float(anchor["stage2"]["learning_rate"]) == 5e-3
-    assert not (tmp_path / "runs" / "anchor_1_at_5e-03" / "seed2" / "stage1").exists()
+    assert anchor["stage2"]["anchor"]["weight"] == 0.1 and float(anchor["stage2"]["learning_rate"]) == 5e-3
+    assert not (tmp_path / "runs" / "anchor_0.1_at_5e-03" / "seed2" / "stage1").exists()
     assert json.loads((tmp_path / "runs" / "local_tokens" / "seed2" / "run.json").read_text())["resolved_recipe"]["stage1"].get("enabled", True)
     # finished runs are kept: a second call trains nothing
     stamp = (tmp_path / "runs" / "main" / "seed1" / "run.json").stat().st_mtime

@@ -84,7 +84,7 @@ def fig1_section(original: dict[str, float], results: dict[str, dict[int, dict[s
              "Generation quality: PSNR (dB, higher is closer) of the run's final denoiser reconstructing 32 held-out scenes "
              "from their condition alone (20 sampling steps, the previews' reconstruction). Enhancement: the fine probe's gain "
              "over the original tower (points). Mean ± spread over seeds. The pretrained denoiser is main's trained for "
-             "four times main's stage 1 on the shapes world under the original tower, once (seed 100), then started from "
+             "twice main's stage 1 on the shapes world under the original tower, once (seed 100), then started from "
              "with a fresh projector (`recipes/experiments/denoiser_pretraining.yaml`); the DIVA-style arm freezes a small "
              "UNet pretrained on the shapes world (`diva_pretraining.yaml`, 400 steps) and trains the whole tower with SGD (`diva.yaml`).", "",
              "| axis | point | PSNR (dB) | fine gain | coarse_zero_shot drop |", "|---|---|---|---|---|"]

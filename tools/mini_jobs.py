@@ -57,8 +57,9 @@ def _main_stage1_prefix(job: Job, log: Callable[[str], None]) -> list[str]:
     return ["stage1.enabled=false", f"stage2.init_from={weights}"]
 
 
-def pretrain_original(job: Job, log: Callable[[str], None]) -> None:
-    """Train (or find cached) the original encoder the experiments start from, before any worker starts."""
+def pretrain_original(job: Job, log: Callable[[str], None]) -> str:
+    """Train (or find cached) the original encoder the experiments start from, before any worker starts;
+    its directory (the encoder's source)."""
     from genhancer_plugins.recipe.build import cache_root, resolve_pretrainer
     from genhancer_plugins.recipe.schema import load_recipe
     from genhancer_plugins.registry.manager import load_plugins
@@ -66,8 +67,9 @@ def pretrain_original(job: Job, log: Callable[[str], None]) -> None:
     manager = load_plugins()
     loaded = load_recipe(job.recipe, job.sets, manager)
     pretrainer = resolve_pretrainer(loaded, manager)
-    if pretrainer is not None:
-        pretrainer.build(seed=loaded.recipe.train.seed).encoder_params(cache_root(), log)
+    if pretrainer is None:
+        raise ValueError(f"{job.recipe}: the reproduction starts from a pretrained original tower (`pretrain:`), and this recipe has none")
+    return str(pretrainer.build(seed=loaded.recipe.train.seed).encoder_params(cache_root(), log)["source"])
 
 
 def run_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> int:

@@ -98,7 +98,10 @@ def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list
 
 def twin_jobs(recipes: Path, runs: Path, seeds: list[int], source: str, overrides: list[str],
               images: int = 400, eval_pairs: int = 10, tower: str = "main") -> list[Job]:
-    """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored."""
+    """The MLLM twin: a tiny LLaVA per tower (original, and ``tower``'s export of each seed), likelihood-scored,
+    each waiting for the run whose tower it takes. Only main's twin trains the original tower's LLaVA: another
+    tower's twin of the same seed would train the very same one again (same seed, data and tower), so it reads
+    main's (:func:`twin_results`)."""
     from genhancer_miniature.twin import write_twin_data
 
     data = runs / "twin-data"
@@ -110,8 +113,9 @@ def twin_jobs(recipes: Path, runs: Path, seeds: list[int], source: str, override
                 f"llava.tower={runs / tower / f'seed{seed}' / 'export'}", f"llava.original_tower={source}",
                 f"llava.tokenizer_corpus=[{data / 'corpus.txt'}]", f"llava.pretrain.data={data / 'pretrain.json'}",
                 f"llava.finetune.data={data / 'finetune.json'}", f"llava.eval.0.params.file={data / 'eval.jsonl'}",
-                *[o for o in overrides if o.startswith("llava.")]]
-        jobs.append(Job(f"twin ({tower}'s tower) seed {seed}", recipes / "llava_tiny.yaml", sets, twin_run(runs, tower, seed)))
+                *([] if tower == "main" else ["llava.towers=[enhanced]"]), *[o for o in overrides if o.startswith("llava.")]]
+        jobs.append(Job(f"twin ({tower}'s tower) seed {seed}", recipes / "llava_tiny.yaml", sets, twin_run(runs, tower, seed),
+                        (runs / tower / f"seed{seed}",)))
     return jobs
 
 
@@ -120,7 +124,12 @@ def twin_run(runs: Path, tower: str, seed: int) -> Path:
 
 
 def twin_results(runs: Path, seeds: list[int], tower: str = "main") -> dict[int, dict[str, Any]]:
-    return {seed: json.loads((twin_run(runs, tower, seed) / "run.json").read_text())["llava"]["eval"]["multiple_choice"] for seed in seeds}
+    """Per seed, the twin's scores per tower label ("original", "enhanced"); another tower's twin takes the
+    original tower's scores from main's twin of that seed (see :func:`twin_jobs`)."""
+    def scores(run: Path) -> dict[str, Any]:
+        return json.loads((run / "run.json").read_text())["llava"]["eval"]["multiple_choice"]
+
+    return {seed: {"original": scores(twin_run(runs, "main", seed))["original"], **scores(twin_run(runs, tower, seed))} for seed in seeds}
 
 
 def write_page(doc: Path, runs: Path, original: dict[str, float], results: dict[str, dict[int, dict[str, float]]],
@@ -339,15 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--recipes {recipes}: no experiments/ folder there (run from the checkout, or point at its recipes/)")
     jobs, done = experiment_jobs(recipes, runs, args.seeds, args.overrides, args.experiments,
                                  {name: SWEEP[name] for name in args.sweep} if "main" in args.experiments else {})
-    if args.jobs > 1 and not all(finished(job.out) for job in jobs):
-        pretrain_original(jobs[-1], log)  # once, here: the workers would wait for one another's
-    trained, total = run_jobs(jobs, args.jobs, log), len(jobs)
+    any_run = next(iter(done.values()))[args.seeds[0]]
+    if all(finished(job.out) for job in jobs):  # the original tower is what every export started from
+        source = json.loads((any_run / "export" / "genhancer.json").read_text())["encoder"]["source"]
+    else:  # once, here, before any worker starts (they would wait for one another's)
+        source = pretrain_original(jobs[-1], log)
+    twin_towers = [] if args.no_twin or "main" not in done else ["main", *([TWIN_CONTROL] if TWIN_CONTROL in done else [])]
+    # the twins join the same queue (each waits for its tower's run): no worker idles between the two
+    twins = [job for tower in twin_towers for job in twin_jobs(recipes, runs, args.seeds, source, args.overrides, args.twin_images,
+                                                                   args.twin_pairs, tower)]
+    trained, total = run_jobs(jobs + twins, args.jobs, log), len(jobs) + len(twins)
     probe_params: dict[str, Any] = {"coarse_head": "auto"}
     for text in args.probe:
         keys, value = parse_override(text)
         probe_params[keys[0]] = value
-    any_run = next(iter(done.values()))[args.seeds[0]]
-    source = json.loads((any_run / "export" / "genhancer.json").read_text())["encoder"]["source"]
     measured = measure_all([("the original encoder", None, source, runs / "original_probe.json"),
                             *((f"{name} seed {seed}", out, str(out / "export"), out / "probe.json")
                               for name, per_seed in done.items() for seed, out in per_seed.items())], probe_params, args.jobs, log)
@@ -358,15 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, per_seed in done.items():
         for seed in per_seed:
             results.setdefault(name, {})[seed], quality.setdefault(name, {})[seed] = next(pairs_)
-    twin = control = None
-    if not args.no_twin and "main" in done:
-        towers = ["main", *([TWIN_CONTROL] if TWIN_CONTROL in done else [])]
-        twins = [job for tower in towers for job in twin_jobs(recipes, runs, args.seeds, source, args.overrides, args.twin_images,
-                                                               args.twin_pairs, tower)]
-        trained, total = trained + run_jobs(twins, args.jobs, log), total + len(twins)
-        twin = twin_results(runs, args.seeds)
-        if TWIN_CONTROL in done:
-            control = TWIN_CONTROL, twin_results(runs, args.seeds, TWIN_CONTROL)
+    twin = twin_results(runs, args.seeds) if twin_towers else None
+    control = (TWIN_CONTROL, twin_results(runs, args.seeds, TWIN_CONTROL)) if TWIN_CONTROL in twin_towers else None
     recipe = json.loads((any_run / "run.json").read_text())["resolved_recipe"]
     settings = {
         "pretrain": _describe(recipe.get("pretrain", {}).get("params", {})) + f"; cached in {cache_root()}",
