@@ -145,7 +145,7 @@ def frontier_section(original: dict[str, float], results: dict[str, dict[int, di
             "panel zooms on the settings near it. The grid was fixed before seeds 1-3 ran, except the anchor: its first "
             "points sat at 1.5e-3 (a rate that lost global semantics on seed 0 but, as it turned out, not on seeds 1-3), so "
             "points at 5e-3, where they are lost, were added, and weights below 0.1 once 1 and 0.1 pinned the encoder. Two "
-            "points that ran were dropped to keep the reproduction under 90 minutes, each a copy of a neighbour: weight 10 at "
+            "points that ran were dropped to shorten the reproduction, each a copy of a neighbour: weight 10 at "
             "1.5e-3 (fine gain -0.07 ± 0.07, as weight 1 there: -0.04 ± 0.03) and weight 1 at 5e-3 (+0.07 ± 0.05, as 0.1: "
             "+0.06 ± 0.05), both keeping global semantics (3 seeds, 2026-12-02).", "",
             f"![fine-grained gain against global-semantics loss]({assets.name}/frontier.png)", "",
