@@ -231,6 +231,15 @@ class ImageDataset(Protocol):
     tensor [3, H, W] in [0, 1] at the requested size) and ``key`` (str), and
     optionally ``skipped``: keys of unreadable samples passed over to find
     this one (counted and reported, never a crash).
+
+    Random augmentation: a dataset with a ``set_epoch(epoch)`` method (the
+    shipped ones) is told the epoch before each, and should draw from a
+    generator keyed by (seed, epoch, index), so that a sample is the same crop
+    however many processes or loader workers read it, and a new one each
+    epoch; ``data.fixed_crops`` takes crop ``c`` as its epoch ``c``. (Loader
+    workers are then started anew each epoch, or they would keep a stale copy.)
+    Without ``set_epoch``, draw from torch's global RNG, which the engine
+    seeds per step.
     """
 
     def __len__(self) -> int: ...

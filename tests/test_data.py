@@ -108,6 +108,28 @@ def test_image_folder_recursive_list_files_and_errors(tmp_path):
         ImageFolderParams()
 
 
+def test_image_folder_crops_are_keyed_by_seed_epoch_and_index_not_by_torchs_rng(tmp_path):
+    import torch
+
+    from genhancer_plugins.training.cache import FixedCrops
+
+    (tmp_path / "one.jpg").write_bytes(jpeg(1, size=(64, 48)))
+    data = ImageFolder(ImageFolderParams(root=str(tmp_path), crop_scale=(0.3, 0.6)), 16, seed=5)
+    torch.manual_seed(0)
+    first = data[0]["pixel_values"]
+    torch.manual_seed(1)  # whatever the process drew before (another rank, another loader worker)
+    assert torch.equal(data[0]["pixel_values"], first)
+    data.set_epoch(1)
+    assert not torch.equal(data[0]["pixel_values"], first)  # a new crop each epoch
+    data.set_epoch(0)
+    assert torch.equal(data[0]["pixel_values"], first)
+    assert not torch.equal(ImageFolder(ImageFolderParams(root=str(tmp_path), crop_scale=(0.3, 0.6)), 16, seed=6)[0]["pixel_values"], first)
+    # data.fixed_crops: crop c of an image is its epoch-c crop, so the crops differ
+    crops = FixedCrops(data, 3, seed=5, image_size=16)
+    assert torch.equal(crops[0]["pixel_values"], first)
+    assert not torch.equal(crops[1]["pixel_values"], crops[2]["pixel_values"])
+
+
 class ScriptedRandom:
     """Returns the given uniform and integer draws in order, recording each call."""
 

@@ -9,6 +9,8 @@ import sys
 import pytest
 from helpers import ROOT, TINY, write_recipe
 
+from genhancer_plugins.testing import run_recipe
+
 pytestmark = pytest.mark.slow
 
 
@@ -64,8 +66,11 @@ def test_fsdp_trains_checkpoints_resumes_and_exports_the_encoder_ddp_does(tmp_pa
     resumed = _torchrun(fsdp, tmp_path / "resumed", tmp_path / "reports-resume", "resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
+    # one process accumulating the two processes' batches (8 each, 2 micro-batches a step) draws the same noise
+    single = run_recipe(fsdp, tmp_path / "single", ["train.sharding=none", "train.gradient_accumulation_steps=2"])
+    assert single["num_processes"] == 1 and single["completed"]
     reference = load_file(tmp_path / "ddp" / "export" / "model.safetensors")
-    for name in ("fsdp", "resumed"):
+    for name in ("fsdp", "resumed", "single"):
         exported = load_file(tmp_path / name / "export" / "model.safetensors")
         assert exported.keys() == reference.keys()
         worst = max(float((exported[k] - reference[k]).abs().max()) for k in reference)

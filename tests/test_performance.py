@@ -109,6 +109,19 @@ def test_loader_pins_memory_on_a_gpu_and_keeps_workers(pin, workers, persistent,
     assert options["num_workers"] == workers and options["drop_last"]
 
 
+def test_loader_workers_restart_each_epoch_for_a_dataset_that_takes_the_epoch():
+    from genhancer_plugins.recipe.schema import DataSettings
+    from genhancer_plugins.training.stage import loader_options
+    from genhancer_plugins.util.errors import RunError
+
+    # a kept worker's copy of the dataset would never see set_epoch: every epoch would repeat the first
+    data = DataSettings(name="image_folder", batch_size=4, num_workers=2)
+    assert loader_options(data, on_gpu=False, per_epoch=True)["persistent_workers"] is False
+    assert loader_options(data, on_gpu=False)["persistent_workers"] is True
+    with pytest.raises(RunError, match="persistent_workers: true .* 'image_folder' reshuffles"):
+        loader_options(DataSettings(name="image_folder", batch_size=4, num_workers=2, persistent_workers=True), on_gpu=False, per_epoch=True)
+
+
 CACHED = {**FAST, "data": {**TINY["data"], "params": {"num_images": 16}, "fixed_crops": 2}}
 
 

@@ -45,8 +45,9 @@ def crop_seed(seed: int, index: int, crop: int) -> int:
 
 class FixedCrops(torch.utils.data.Dataset):
     """A map-style dataset seen as ``len(dataset) x crops`` items: item ``j`` is crop
-    ``j // N`` of image ``j % N``, drawn with that crop's own seed (datasets draw their
-    crops from torch's RNG, which is seeded here)."""
+    ``j // N`` of image ``j % N``: for a dataset that keys its crops by epoch (``set_epoch``,
+    the shipped ones), its crop of that epoch; for one that draws from torch's RNG, a draw
+    with the crop's own seed."""
 
     def __init__(self, dataset: Any, crops: int, seed: int, image_size: int):
         self.dataset, self.crops, self.seed, self.image_size = dataset, crops, seed, image_size
@@ -65,6 +66,8 @@ class FixedCrops(torch.utils.data.Dataset):
             return {"pixel_values": torch.zeros(3, self.image_size, self.image_size), "key": key, "skipped": [], "cache_key": key}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(crop_seed(self.seed, index, crop))
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(crop)
             sample = dict(self.dataset[index])
         sample["cache_key"] = key
         return sample
@@ -108,8 +111,10 @@ def cache_fingerprint(loaded: Any, model: Any, precision: str) -> dict[str, Any]
     sizes = model.image_sizes
     if sizes["tokenizer"] != sizes["encoder"]:  # only then: the caches of same-size recipes keep their folders
         fingerprint["image_sizes"] = sizes
+    # scheme 2: a dataset with set_epoch gives crop c as its epoch-c crop (FixedCrops), no longer a draw from
+    # torch's RNG; a folder of scheme 1 holds other crops of the same images, so it is not reused
     return fingerprint | {"encoder_source": model.encoder.pretrained_source(), "image_size": sizes["encoder"],
-                          "seed": loaded.recipe.train.seed, "precision": precision, "scheme": 1}
+                          "seed": loaded.recipe.train.seed, "precision": precision, "scheme": 2}
 
 
 def open_cache(loaded: Any, model: Any, precision: str, output_dir: Path, images: int, rank: int = 0) -> "FrozenCache":

@@ -108,13 +108,18 @@ def train_denoiser(denoiser: Any) -> None:
         param.requires_grad_(False)
 
 
-def loader_options(data: Any, on_gpu: bool) -> dict[str, Any]:
+def loader_options(data: Any, on_gpu: bool, per_epoch: bool = False) -> dict[str, Any]:
     """DataLoader options from the recipe's ``data`` section: ``pin_memory: auto`` pins on a GPU only,
-    ``persistent_workers: auto`` keeps workers across epochs whenever there are any."""
+    ``persistent_workers: auto`` keeps workers across epochs whenever there are any, unless the dataset
+    takes the epoch (``per_epoch``: it has ``set_epoch``), which a kept worker's copy would never see: every
+    epoch would then repeat the first one's order and crops."""
+    if per_epoch and data.num_workers > 0 and data.persistent_workers is True:
+        raise RunError(f"data.persistent_workers: true keeps the loader's workers across epochs, but dataset {data.name!r} "
+                       "reshuffles and re-crops per epoch (set_epoch), which their copies would not see; set it to auto or false")
     return {
         "batch_size": data.batch_size, "drop_last": True, "num_workers": data.num_workers, "collate_fn": collate,
         "pin_memory": on_gpu if data.pin_memory == "auto" else data.pin_memory,
-        "persistent_workers": data.num_workers > 0 and data.persistent_workers in ("auto", True),
+        "persistent_workers": data.num_workers > 0 and not per_epoch and data.persistent_workers in ("auto", True),
     }
 
 
@@ -194,7 +199,7 @@ class StageTrainer:
 
     def _dataloader(self) -> torch.utils.data.DataLoader:
         dataset = self.ctx.dataset
-        options = loader_options(self.ctx.recipe.data, on_gpu=torch.cuda.is_available())
+        options = loader_options(self.ctx.recipe.data, on_gpu=torch.cuda.is_available(), per_epoch=hasattr(dataset, "set_epoch"))
         if self.ctx.streaming:
             return torch.utils.data.DataLoader(dataset, **options)
         return torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(self.ctx.recipe.train.seed),
@@ -219,6 +224,8 @@ class StageTrainer:
             self.ctx.dataset.set_epoch(epoch)
             return itertools.islice(iter(loader), batches_done, batches_per_epoch)
         loader.set_epoch(epoch)
+        if hasattr(self.ctx.dataset, "set_epoch"):  # its random crops are keyed by (seed, epoch, index)
+            self.ctx.dataset.set_epoch(epoch)
         return self.ctx.accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
 
     # -- the stage ---------------------------------------------------------------
@@ -316,7 +323,8 @@ class StageTrainer:
         rank, world = acc.process_index, acc.num_processes
         accum = recipe.train.gradient_accumulation_steps
         samples_per_step = recipe.data.batch_size * world * accum
-        last_time, micro, running, skipped = time.perf_counter(), step * accum, [], []
+        last_time, running, skipped = time.perf_counter(), [], []
+        within = 0  #: micro-batches of this process since the last optimizer step (a resume starts at a step)
         mean_loss = result.losses[-1][1] if result.losses else float("nan")
         started = time.perf_counter()
         guard = NonFiniteGuard(self.stage, recipe.train, acc, self.checkpoints)
@@ -326,8 +334,11 @@ class StageTrainer:
             for batch in self._epoch(loader, epoch, batches_done, batches_per_epoch):
                 batches_done += 1
                 skipped.extend(batch["skipped"])
-                torch.manual_seed(step_seed(seed, stage_index, micro, rank))
-                micro += 1
+                # keyed by the micro-batch's place among all of the optimizer step's (the data loader gives process
+                # r the step's batches r, r + world, ...): N processes x A accumulation draw exactly the noise of
+                # 1 process x N*A on the same batches, so the two train the same model
+                torch.manual_seed(step_seed(seed, stage_index, step, within * world + rank))
+                within += 1
                 with acc.accumulate(model):
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(self.settings.learning_rate, self.settings.warmup_steps, step, total,
@@ -355,7 +366,7 @@ class StageTrainer:
                 running.append(loss.detach())
                 if not acc.sync_gradients:
                     continue
-                step += 1
+                step, within = step + 1, 0
                 logged = step % recipe.train.log_every == 0 or step == total
                 if recipe.train.loss_sync == "every_step" or logged:
                     mean_loss = acc.reduce(torch.stack(running).mean(), reduction="mean").item()

@@ -112,17 +112,22 @@ class HFImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, params: HFDatasetParams, image_size: int, seed: int = 0):
         self.rows = open_dataset(params)
-        self.decoder, self.params, self.seed = _Decoder(params, image_size), params, seed
+        self.decoder, self.params, self.seed, self.epoch = _Decoder(params, image_size), params, seed, 0
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Crops are keyed by (seed, epoch, row): alike on any number of processes or loader workers, anew
+        each epoch."""
+        self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[str] = []
         for attempt in range(MAX_CONSECUTIVE_FAILURES):
             position = (index + attempt) % len(self.rows)
             key = f"{self.params.split}/{position}"
-            rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ position)  # seeded per step by the engine
+            rng = random.Random(f"{self.seed}-{self.epoch}-{position}")  # see set_epoch
             try:
                 pixels = self.decoder.decode(self.rows[position], rng)
             except Exception as exc:  # corrupt bytes, a missing file, not an image: skip and say why

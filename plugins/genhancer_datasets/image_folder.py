@@ -72,10 +72,15 @@ class ImageFolder(torch.utils.data.Dataset):
             raise FileNotFoundError(f"image_folder: no images found ({params.root or params.list_file})")
         self.params = params
         self.image_size = image_size
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Crops are keyed by (seed, epoch, index): a sample is cropped alike on any number of processes or
+        loader workers, and anew each epoch."""
+        self.epoch = epoch
 
     def _key(self, path: Path) -> str:
         try:
@@ -92,8 +97,7 @@ class ImageFolder(torch.utils.data.Dataset):
             except Exception as exc:  # unreadable, truncated, not an image, a decompression bomb: skip and say why
                 skipped.append(skip_entry(self._key(path), exc))
                 continue
-            # torch's RNG: seeded per step by the engine (and per worker by the DataLoader).
-            rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))) ^ index)
+            rng = random.Random(f"{self.seed}-{self.epoch}-{index}")  # see set_epoch
             crop = random_resized_crop(image, self.image_size, self.params.crop_scale, rng, self.params.crop_ratio)
             return sample(to_tensor(crop), self._key(path), skipped)
         if len(set(skipped)) == len(self.files):
