@@ -11,6 +11,7 @@ guard; and a zero-shot check with the pretraining's own shape head.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Mapping
@@ -40,6 +41,20 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tupl
     return w.detach(), b.detach()
 
 
+@functools.lru_cache(maxsize=4)
+def _split(seed: int, count: int) -> tuple[list, list]:
+    """A split's scenes and their renders, once per process: every encoder a process probes sees the same ones."""
+    scenes = [scene_at(seed, i) for i in range(count)]
+    return scenes, [render(s) for s in scenes]
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_scenes(attribute: str, count: int, seed: int) -> tuple[list, list]:
+    """An attribute's pair scenes, flattened (pair k is items 2k and 2k + 1), and their renders, once per process."""
+    scenes = [s for pair in pairs(attribute, count, seed) for s in pair]
+    return scenes, [render(s) for s in scenes]
+
+
 #: Points a global-semantics guard may fall before the legend flags it.
 GUARD_TOLERANCE = 2.0
 
@@ -54,20 +69,18 @@ class ShapesProbeEvaluator(Evaluator):
             raise ValueError(f"shapes_probe: unknown attributes {sorted(unknown)}; the world has {', '.join(ATTRIBUTES)}")
         self.attributes = list(params.attributes or ATTRIBUTES)
 
-    def _features(self, model: ImageTextModel, scenes: list) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(scenes), self.params.batch_size):
-            images = [render(s) for s in scenes[start : start + self.params.batch_size]]
-            chunks.append(model.image_embeddings(images, normalize=False).double().cpu())
-        return torch.cat(chunks)
+    def _features(self, model: ImageTextModel, images: list) -> torch.Tensor:
+        size = self.params.batch_size
+        return torch.cat([model.image_embeddings(images[start : start + size], normalize=False).double().cpu()
+                          for start in range(0, len(images), size)])
 
     def evaluate(self, model: ImageTextModel) -> EvalResult:
         p = self.params
-        train = [scene_at(p.split_seed, i) for i in range(p.train_images)]
-        test = [scene_at(p.split_seed + 1, i) for i in range(p.test_images)]
-        x_train, x_test = self._features(model, train), self._features(model, test)
+        train, train_images = _split(p.split_seed, p.train_images)
+        test, test_images = _split(p.split_seed + 1, p.test_images)
+        x_train, raw_test = self._features(model, train_images), self._features(model, test_images)
         mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        x_train, x_test = (x_train - mean) / std, (raw_test - mean) / std
         metrics: dict[str, float] = {}
         rows = []
         for attribute in self.attributes:
@@ -76,9 +89,8 @@ class ShapesProbeEvaluator(Evaluator):
             y_test = torch.tensor([getattr(s, attribute) for s in test])
             w, b = fit_probe(x_train, y_train, classes, p.l2)
             accuracy = float(((x_test @ w + b).argmax(-1) == y_test).double().mean())
-            pair_list = list(pairs(attribute, p.pairs, p.split_seed + 2))
-            flat = [s for pair in pair_list for s in pair]
-            x_pairs = (self._features(model, flat) - mean) / std
+            flat, flat_images = _pair_scenes(attribute, p.pairs, p.split_seed + 2)
+            x_pairs = (self._features(model, flat_images) - mean) / std
             right = ((x_pairs @ w + b).argmax(-1) == torch.tensor([getattr(s, attribute) for s in flat])).view(-1, 2)
             pair_accuracy = float(right.all(dim=1).double().mean())
             metrics[f"probe_{attribute}"] = 100 * accuracy
@@ -91,8 +103,7 @@ class ShapesProbeEvaluator(Evaluator):
             metrics["pairs_fine_mean"] = sum(metrics[f"pairs_{a}"] for a in fine) / len(fine)
         head = self._coarse_head(model)
         if head is not None:
-            raw = self._features(model, test)
-            logits = raw.float() @ head["weight"].T.float() + head["bias"].float()
+            logits = raw_test.float() @ head["weight"].T.float() + head["bias"].float()
             metrics["coarse_zero_shot"] = 100 * float((logits.argmax(-1) == torch.tensor([s.shape for s in test])).float().mean())
         info = {"train_images": p.train_images, "test_images": p.test_images, "pairs_per_attribute": p.pairs, "l2": p.l2}
         return EvalResult(metrics=metrics, primary="probe_fine_mean" if fine else f"probe_{self.attributes[0]}", rows=rows, info=info)
