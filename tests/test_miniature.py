@@ -196,6 +196,9 @@ def test_reproduce_mini_names_a_failed_run_and_waits_for_what_a_run_needs(tmp_pa
     # an experiment named twice (say, in the paper's list and on a Fig. 1 axis) is one run per seed, not two
     jobs, _ = module.experiment_jobs(ROOT / "recipes", tmp_path, [1, 2], [], [*module.EXPERIMENTS, "main"], module.SWEEP)
     assert len({job.out for job in jobs}) == len(jobs) == 2 * (len(set(module.EXPERIMENTS)) + len(module.SWEEP)) + 2
+    # runs that read main's frozen-work cache start after main's run of their seed
+    sibling = next(job for job in jobs if job.out == tmp_path / "timesteps_s5" / "seed2")
+    assert tmp_path / "main" / "seed2" in sibling.after and "cache.enabled=true" in sibling.sets
     broken = module.Job("broken seed 1", tmp_path / "missing.yaml", [], tmp_path / "broken")
     with pytest.raises(RuntimeError, match="broken seed 1 failed"):
         module.run_jobs([broken], 2, lambda message: None)
@@ -236,5 +239,10 @@ def test_reproduce_mini_draws_fig1_with_a_pretrained_denoiser_and_a_diva_style_a
     shorter = json.loads((tmp_path / "runs" / "stage1_100" / "seed2" / "run.json").read_text())["resolved_recipe"]
     checkpoint = tmp_path / "runs" / "main" / "seed2" / "stage1" / "checkpoints" / "checkpoint-2" / "model.safetensors"
     assert shorter["stage1"]["enabled"] is False and shorter["stage2"]["init_from"] == str(checkpoint)
+    # main fills its seed's frozen-work cache; a run with the same frozen tower and scenes reads it (nothing recomputed)
+    filled = json.loads((tmp_path / "runs" / "main" / "seed2" / "run.json").read_text())["cache"]
+    read = json.loads((tmp_path / "runs" / "denoiser_n3" / "seed2" / "run.json").read_text())["cache"]
+    assert filled["misses"] > 0 and read["misses"] == 0 and read["hits"] > 0 and read["directory"] == filled["directory"]
+    assert json.loads((tmp_path / "runs" / "local_tokens" / "seed2" / "run.json").read_text())["cache"] is None
     diva = json.loads((tmp_path / "runs" / "diva" / "seed1" / "run.json").read_text())["resolved_recipe"]
     assert diva["schedule"] == "end_to_end" and diva["stage2"]["optimizer"] == "sgd" and diva["denoiser"]["params"]["train_network"] is False

@@ -38,6 +38,12 @@ STAGE2_ONLY = {"full_finetune"}
 #: no warm-up and per-step seeds, main's stage-1 checkpoint at their length is exactly their stage 1, so they
 #: start stage 2 from it (main keeps those checkpoints) instead of training it again.
 STAGE1_PREFIX = {"stage1_100", "stage1_200"}
+#: Experiments whose stage 1 freezes the same tower on the same scenes as main's (they change the denoiser or its
+#: timesteps only): with ``data.fixed_crops: 1`` (the shapes world renders scene i identically every time, so this
+#: changes nothing) they share the frozen-work cache of their seed, filled by main's run and read by theirs, which
+#: skips the frozen tower's forward, the targets and the rendering of every stage-1 step (the cache only skips
+#: recomputation: training is exactly as without it). They start after main's run of the same seed.
+FROZEN_SHARED = {"main", "timesteps_uniform", "timesteps_s5", "denoiser_n1", "denoiser_n3", "pretrained_denoiser"}
 #: A second tower for the MLLM twin, one that moves far more than main's (and loses global semantics): does the
 #: MLLM follow a large change of the tower where it cannot resolve main's small one?
 TWIN_CONTROL = "lr_5e-03"
@@ -85,13 +91,16 @@ def experiment_jobs(recipes: Path, runs: Path, seeds: list[int], overrides: list
                                    recipes / "experiments" / f"{pretraining_name}.yaml",
                                    [f"train.seed={PRETRAINING_SEED}", "eval=[]", *trained], pretraining_run))
             sets, after = [*sets, pretrained_override(pretraining_run)], (pretraining_run,)
+        frozen = name in FROZEN_SHARED and "main" in experiments
         for seed in seeds:
             main_run = runs / "main" / f"seed{seed}"
             reuse = ["stage1.enabled=false", f"stage2.init_from={main_run}"] if shares_stage1 else []
+            cache = ["data.fixed_crops=1", "cache.enabled=true", f"cache.directory={runs / 'frozen-cache'}"] if frozen else []
             out = runs / name / f"seed{seed}"
+            waits = shares_stage1 or prefix or (frozen and name != "main")
             jobs.append(Job(f"{name} seed {seed}", recipes / "experiments" / f"{recipe_name}.yaml",
-                            [f"train.seed={seed}", "eval=[]", *sets, *reuse, *trained], out,
-                            after + ((main_run,) if shares_stage1 or prefix else ()), main_run if prefix else None))
+                            [f"train.seed={seed}", "eval=[]", *sets, *reuse, *cache, *trained], out,
+                            after + ((main_run,) if waits else ()), main_run if prefix else None))
             runs_of.setdefault(name, {})[seed] = out
     return jobs, runs_of
 
