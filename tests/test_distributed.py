@@ -88,7 +88,9 @@ def test_a_rehearsal_runs_under_torchrun_with_fsdp(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "genhancer_plugins.cli", "rehearse", str(recipe), "-o", str(tmp_path / "out"), "--json"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # a failed process's traceback is in its own log (the launcher's output keeps only the last lines)
+    logs = "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted((tmp_path / "out").glob("rehearsal*.log")))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + logs
     report = json.loads(result.stdout)  # one report, from the first process
     assert report["processes"] == 2 and report["failure"] is None
     phases = [p["phase"] for p in report["phases"]]
