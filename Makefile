@@ -56,7 +56,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # Every miniature experiment, the Fig. 1 axes, the DIVA-style arm and the trade-off sweep, 3 seeds,
-# then docs/mini-replication.md (about 102 minutes on 2 idle cores, two runs at a time; finished runs
+# then docs/mini-replication.md (about 77 minutes on 2 idle cores, two runs at a time; finished runs
 # are reused, so it can be interrupted).
 reproduce-mini: $(STAMP)
 	$(PY) tools/reproduce_mini.py --recipes recipes --runs runs/mini --doc docs/mini-replication.md
